@@ -1,0 +1,52 @@
+// Package evtchn defines the Xen event channels the vchan engine needs: one
+// interdomain channel per connection, used to wake the peer on new data, new
+// space, connect and close (PROTOCOL.md §4, §12).
+//
+// The engine depends on the Device and Channel interfaces only; the real
+// /dev/xen/evtchn device and the simulated host both implement them.
+package evtchn
+
+import "errors"
+
+// Port is an event channel port number, local to one domain.
+type Port uint32
+
+// Channel is one bound local port.
+//
+// Xen keeps one pending bit per port and masks the port while an event is
+// pending; Events models that bit: at most one wake-up is queued, further
+// events coalesce into it, and receiving it clears the bit and unmasks the
+// port. Spurious wake-ups are allowed, so a receiver must re-check the state
+// it waits for.
+type Channel interface {
+	// LocalPort is this domain's end of the channel.
+	LocalPort() Port
+	// Notify sends an event to the remote end. Xen drops it silently when
+	// the remote end is not bound (yet, or any more).
+	Notify() error
+	// Events delivers one value per batch of events received. It is never
+	// closed; use Close to stop waiting.
+	Events() <-chan struct{}
+	// Close unbinds the port.
+	Close() error
+}
+
+// Device hands out channels, like an open /dev/xen/evtchn.
+type Device interface {
+	// BindUnbound allocates a fresh port that only domain remote may bind
+	// to; it becomes connected when remote calls BindInterdomain on it.
+	BindUnbound(remote uint16) (Channel, error)
+	// BindInterdomain connects a new local port to remotePort, which
+	// domain remote allocated for this domain with BindUnbound.
+	BindInterdomain(remote uint16, remotePort Port) (Channel, error)
+	// Close releases the device; channels already bound stay usable until
+	// they are closed.
+	Close() error
+}
+
+// ErrNotBindable reports a BindInterdomain to a port that does not exist, is
+// not unbound, or was not offered to this domain.
+var ErrNotBindable = errors.New("event channel port not bindable")
+
+// ErrClosed reports use of a closed channel or device.
+var ErrClosed = errors.New("event channel closed")
