@@ -1,0 +1,562 @@
+// Package gntsim simulates the grant tables of a Xen host inside one
+// process, so that vchan endpoints of several "domains" can share memory in
+// tests without Xen.
+//
+// A Table is the host's set of grant tables. Table.Sharer gives a domain the
+// equivalent of /dev/xen/gntalloc and Table.Mapper the equivalent of
+// /dev/xen/gntdev (PROTOCOL.md §10, §11).
+//
+// The pages are real shared memory: each Share creates a memfd and maps it
+// MAP_SHARED, and each grant reference names a page of that memfd. Map
+// reserves a contiguous address range and maps the referenced pages over it
+// from their memfds, read-only when asked, so the kernel enforces the
+// protection exactly as a read-only grant mapping does. Because nothing but
+// file descriptors and offsets names the memory, the same design works
+// across processes.
+//
+// Lifetimes follow Linux: closing a SharedRegion revokes its references for
+// new maps and returns them to the domain's grant budget, but mappings the
+// peer already has stay valid and keep the memory alive until the peer
+// unmaps them. Unmap notifications (gnt.UnmapNotify) fire on Close, or for
+// every region of a domain on CloseDomain, which models the process dying.
+package gntsim
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
+	"github.com/vchan-go/vchan/internal/gnt"
+)
+
+// DefaultLimit is the number of pages a domain may have granted at once when
+// NewTable is given no limit. It is the default of the Linux gntalloc module
+// parameter `limit` (PROTOCOL.md §10).
+const DefaultLimit = 1024
+
+// MaxMapPages bounds the number of references one Map call accepts. It is
+// the default of the Linux gntdev module parameter `limit` in the kernel
+// copy PROTOCOL.md §11 cites; a vchan needs at most 257 pages (one shared
+// page and two rings of at most 128 pages each).
+const MaxMapPages = 1 << 20
+
+// firstRef is the first grant reference handed out by each domain. Xen
+// reserves the first few entries of a grant table (GNTTAB_NR_RESERVED_ENTRIES
+// is 8) for the toolstack, so real references never start at 0; starting
+// higher also catches code that mistakes a zero value for a reference.
+const firstRef gnt.Ref = 8
+
+// Table holds the grant tables of all simulated domains. The zero value is
+// not usable; use NewTable. A Table is safe for concurrent use.
+type Table struct {
+	events *evtsim.Switch
+	limit  int
+
+	// mu guards everything below and the mutable state of every domain,
+	// handle and region. It is also held across the mmap/munmap system calls
+	// of Share, Map and Close, so that a memfd can never be closed while a
+	// Map is mapping from it.
+	mu   sync.Mutex
+	doms map[uint16]*domain
+	seq  uint64 // creation counter for regions, to close them in order
+}
+
+// domain is the grant state of one simulated domain. CloseDomain drops it
+// from the Table and marks it dead, so handles still pointing at it fail
+// instead of acting on a later domain that reuses the domid.
+type domain struct {
+	id      uint16
+	dead    bool
+	nextRef gnt.Ref
+	grants  map[gnt.Ref]*grant
+	granted int // pages currently granted
+	mapped  int // pages currently mapped
+	regions map[*region]struct{}
+}
+
+// grant is one granted page: page index page of the memfd fd, which only
+// domain peer may map.
+type grant struct {
+	fd   int
+	page int64
+	peer uint16
+}
+
+// NewTable returns empty grant tables. Unmap notifications that send an event
+// go through events, which may be nil if no notification ever asks for one.
+// limit is the number of pages each domain may have granted at once, like
+// gntalloc's `limit` module parameter; limit <= 0 means DefaultLimit.
+func NewTable(events *evtsim.Switch, limit int) *Table {
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	return &Table{events: events, limit: limit, doms: make(map[uint16]*domain)}
+}
+
+// domainLocked returns domain domid's state, creating it if needed. t.mu must
+// be held.
+func (t *Table) domainLocked(domid uint16) *domain {
+	d := t.doms[domid]
+	if d == nil {
+		d = &domain{
+			id:      domid,
+			nextRef: firstRef,
+			grants:  make(map[gnt.Ref]*grant),
+			regions: make(map[*region]struct{}),
+		}
+		t.doms[domid] = d
+	}
+	return d
+}
+
+// Sharer returns a handle through which domain domid grants pages, like
+// opening /dev/xen/gntalloc inside that domain.
+func (t *Table) Sharer(domid uint16) gnt.Sharer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return &sharer{handle{t: t, dom: t.domainLocked(domid), kind: "gntalloc"}}
+}
+
+// Mapper returns a handle through which domain domid maps pages granted to
+// it, like opening /dev/xen/gntdev inside that domain.
+func (t *Table) Mapper(domid uint16) gnt.Mapper {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return &mapper{handle{t: t, dom: t.domainLocked(domid), kind: "gntdev"}}
+}
+
+// Granted returns the number of pages domain domid currently has granted.
+// Tests use it to check for leaks.
+func (t *Table) Granted(domid uint16) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.doms[domid]; d != nil {
+		return d.granted
+	}
+	return 0
+}
+
+// Mapped returns the number of granted pages domain domid currently has
+// mapped. Tests use it to check for leaks.
+func (t *Table) Mapped(domid uint16) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.doms[domid]; d != nil {
+		return d.mapped
+	}
+	return 0
+}
+
+// CloseDomain simulates the death of domain domid (or of the one process that
+// holds its grants): every region it shared or mapped is closed as if by
+// Close, in creation order, so the unmap notifications fire and its grants
+// are revoked. Mappings other domains hold of its pages stay valid, as they
+// do in Linux. Sharer and Mapper handles of the dead domain fail from then
+// on; a later Sharer or Mapper with the same domid gets a fresh domain.
+//
+// Call it before the event switch's CloseDomain for the same domain, so that
+// the notifications still find its ports bound.
+func (t *Table) CloseDomain(domid uint16) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.doms[domid]
+	if d == nil {
+		return
+	}
+	delete(t.doms, domid)
+	d.dead = true
+	regions := make([]*region, 0, len(d.regions))
+	for r := range d.regions {
+		regions = append(regions, r)
+	}
+	slices.SortFunc(regions, func(a, b *region) int {
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
+	})
+	for _, r := range regions {
+		// Everything the kernel does when a domain dies, except the
+		// munmap: the region stays mapped until its owner closes it.
+		_ = t.closeLocked(r)
+		r.orphaned = true
+	}
+}
+
+// handle is what a Sharer and a Mapper have in common.
+type handle struct {
+	t      *Table
+	dom    *domain
+	kind   string // "gntalloc" or "gntdev", for messages
+	closed bool   // guarded by t.mu
+}
+
+// checkLocked reports whether the handle may still be used. t.mu must be
+// held.
+func (h *handle) checkLocked() error {
+	if h.closed {
+		return fmt.Errorf("gntsim: %s handle of domain %d: %w", h.kind, h.dom.id, os.ErrClosed)
+	}
+	if h.dom.dead {
+		return fmt.Errorf("gntsim: %s handle of domain %d: domain is dead: %w", h.kind, h.dom.id, os.ErrClosed)
+	}
+	return nil
+}
+
+// Close releases the handle. Regions shared or mapped through it stay valid
+// until they are closed. A second Close returns an error wrapping
+// os.ErrClosed.
+func (h *handle) Close() error {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	if h.closed {
+		return fmt.Errorf("gntsim: close %s handle of domain %d: %w", h.kind, h.dom.id, os.ErrClosed)
+	}
+	h.closed = true
+	return nil
+}
+
+// checkNotifyLocked validates an unmap notification for a mapping of size bytes
+// and, if it sends an event, takes a hold on its port, as gntalloc and gntdev
+// take an evtchn_get reference when they accept SET_UNMAP_NOTIFY: the port
+// must be bound by domain domid, and it stays bound until the notification
+// has fired. t.mu must be held. The caller must release the returned hold
+// (which may be nil) if it does not keep it.
+func (t *Table) checkNotifyLocked(domid uint16, n *gnt.UnmapNotify, size int, writable bool) (*evtsim.PortRef, error) {
+	if n == nil {
+		return nil, nil
+	}
+	if n.ClearByte {
+		if n.Offset < 0 || n.Offset >= size {
+			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte offset %d outside the %d-byte mapping: %w", n.Offset, size, unix.EINVAL)
+		}
+		if !writable {
+			// gntdev_ioctl_notify refuses CLEAR_BYTE on a read-only
+			// mapping: the kernel could not write the byte either.
+			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte on a read-only mapping (gntdev refuses it; map writable): %w", unix.EINVAL)
+		}
+	}
+	if !n.SendEvent {
+		return nil, nil
+	}
+	if t.events == nil {
+		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d, but the Table has no event switch (see NewTable): %w", n.Port, unix.EINVAL)
+	}
+	hold, err := t.events.Hold(domid, evtchn.Port(n.Port))
+	if err != nil {
+		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d of domain %d: %w (%w)", n.Port, domid, unix.EINVAL, err)
+	}
+	return hold, nil
+}
+
+// sharer is a gnt.Sharer for one domain.
+type sharer struct{ handle }
+
+// Share allocates count zeroed pages in a fresh memfd, grants each one to
+// domain peer (which may be the sharer itself), and maps them read-write
+// here. It fails with an error wrapping gnt.ErrNoSpace if the domain would
+// have more than the Table's limit pages granted at once, and with one
+// wrapping unix.EINVAL for a count below 1 or an invalid notification.
+func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.SharedRegion, error) {
+	t, d := s.t, s.dom
+	if count < 1 {
+		return nil, fmt.Errorf("gntsim: share %d pages: count must be at least 1: %w", count, unix.EINVAL)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := s.checkLocked(); err != nil {
+		return nil, err
+	}
+	if count > t.limit-d.granted {
+		return nil, fmt.Errorf("gntsim: gntalloc: %d pages already granted by domain %d, %d more requested (limit %d; "+
+			"raise /sys/module/xen_gntalloc/parameters/limit on Xen, the limit argument of gntsim.NewTable here): %w",
+			d.granted, d.id, count, t.limit, gnt.ErrNoSpace)
+	}
+	size := count * gnt.PageSize
+	hold, err := t.checkNotifyLocked(d.id, notify, size, true)
+	if err != nil {
+		return nil, err
+	}
+	fd, base, err := newPages(size)
+	if err != nil {
+		if hold != nil {
+			hold.Release()
+		}
+		return nil, err
+	}
+	refs := make([]gnt.Ref, count)
+	for i := range refs {
+		ref := d.allocRef()
+		d.grants[ref] = &grant{fd: fd, page: int64(i), peer: peer}
+		refs[i] = ref
+	}
+	d.granted += count
+	r := &sharedRegion{region: region{t: t, dom: d, fd: fd, shared: true, refs: refs}}
+	r.init(base, size, notify, hold)
+	return r, nil
+}
+
+// newPages creates a memfd of size zeroed bytes and maps it shared and
+// read-write. The memfd stays open: grants name pages by (fd, offset).
+func newPages(size int) (fd int, base unsafe.Pointer, err error) {
+	fd, err = unix.MemfdCreate("gntsim", unix.MFD_CLOEXEC)
+	if err != nil {
+		return -1, nil, fmt.Errorf("gntsim: memfd_create: %w", err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("gntsim: ftruncate memfd to %d bytes: %w", size, err)
+	}
+	base, err = unix.MmapPtr(fd, 0, nil, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("gntsim: mmap %d bytes of memfd: %w", size, err)
+	}
+	return fd, base, nil
+}
+
+// allocRef returns an unused grant reference: increasing numbers from
+// firstRef, never 0, skipping ones still in use after a wrap-around. t.mu
+// must be held.
+func (d *domain) allocRef() gnt.Ref {
+	for {
+		ref := d.nextRef
+		d.nextRef++
+		if ref < firstRef {
+			continue
+		}
+		if _, used := d.grants[ref]; used {
+			continue
+		}
+		return ref
+	}
+}
+
+// mapper is a gnt.Mapper for one domain.
+type mapper struct{ handle }
+
+// Map maps the pages named by refs, which domain peer granted to this
+// domain, into one contiguous region in order; the same reference may appear
+// more than once. A read-only region is mapped PROT_READ only, so writes to
+// it fault. A reference that peer has not granted (or has revoked), or has
+// granted to another domain, gives an error wrapping gnt.ErrBadRef; no refs,
+// more than MaxMapPages of them, or an invalid notification give one
+// wrapping unix.EINVAL.
+func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.UnmapNotify) (gnt.Region, error) {
+	t, d := m.t, m.dom
+	n := len(refs)
+	if n < 1 || n > MaxMapPages {
+		return nil, fmt.Errorf("gntsim: map %d pages: count must be 1..%d: %w", n, MaxMapPages, unix.EINVAL)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := m.checkLocked(); err != nil {
+		return nil, err
+	}
+	grants := make([]*grant, n)
+	pd := t.doms[peer]
+	for i, ref := range refs {
+		var g *grant
+		if pd != nil {
+			g = pd.grants[ref]
+		}
+		switch {
+		case g == nil:
+			return nil, fmt.Errorf("gntsim: domain %d mapping grant ref %d of domain %d: no such grant (never granted, or revoked): %w",
+				d.id, ref, peer, gnt.ErrBadRef)
+		case g.peer != d.id:
+			return nil, fmt.Errorf("gntsim: domain %d mapping grant ref %d of domain %d: granted to domain %d, not %d: %w",
+				d.id, ref, peer, g.peer, d.id, gnt.ErrBadRef)
+		}
+		grants[i] = g
+	}
+	size := n * gnt.PageSize
+	hold, err := t.checkNotifyLocked(d.id, notify, size, writable)
+	if err != nil {
+		return nil, err
+	}
+	base, err := mapGrants(grants, writable)
+	if err != nil {
+		if hold != nil {
+			hold.Release()
+		}
+		return nil, err
+	}
+	d.mapped += n
+	r := &region{t: t, dom: d, fd: -1}
+	r.init(base, size, notify, hold)
+	return r, nil
+}
+
+// mapGrants reserves an address range for len(grants) pages and maps each
+// page over it from its memfd, MAP_FIXED, coalescing runs of consecutive
+// pages of the same memfd into one mmap. t.mu must be held, so that no memfd
+// is closed meanwhile.
+func mapGrants(grants []*grant, writable bool) (unsafe.Pointer, error) {
+	size := uintptr(len(grants)) * gnt.PageSize
+	base, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("gntsim: reserve %d bytes of address space: %w", size, err)
+	}
+	prot := unix.PROT_READ
+	if writable {
+		prot |= unix.PROT_WRITE
+	}
+	for i := 0; i < len(grants); {
+		g := grants[i]
+		j := i + 1
+		for j < len(grants) && grants[j].fd == g.fd && grants[j].page == g.page+int64(j-i) {
+			j++
+		}
+		addr := unsafe.Add(base, i*gnt.PageSize)
+		_, err := unix.MmapPtr(g.fd, g.page*gnt.PageSize, addr, uintptr(j-i)*gnt.PageSize, prot, unix.MAP_SHARED|unix.MAP_FIXED)
+		if err != nil {
+			unix.MunmapPtr(base, size)
+			return nil, fmt.Errorf("gntsim: mmap %d granted pages: %w", j-i, err)
+		}
+		i = j
+	}
+	return base, nil
+}
+
+// region is a mapping of granted pages: one a domain shared (shared is set)
+// or one it mapped from a peer.
+type region struct {
+	t    *Table
+	dom  *domain
+	seq  uint64
+	base unsafe.Pointer
+	mem  []byte
+
+	shared bool
+	fd     int       // the memfd, for a shared region; -1 otherwise
+	refs   []gnt.Ref // for a shared region
+
+	notify gnt.UnmapNotify // zero if none
+	hold   *evtsim.PortRef // for notify.SendEvent
+
+	closed bool        // guarded by t.mu
+	gone   atomic.Bool // set on close, read by Bytes without the lock
+	// orphaned: closed because its domain died, but still mapped, since
+	// objects of the "dead" domain live on in this process and may touch
+	// the memory until they are closed; Close then unmaps it.
+	orphaned bool
+}
+
+// init fills in the mapping and registers r with its domain. t.mu must be
+// held.
+func (r *region) init(base unsafe.Pointer, size int, notify *gnt.UnmapNotify, hold *evtsim.PortRef) {
+	r.t.seq++
+	r.seq = r.t.seq
+	r.base = base
+	r.mem = unsafe.Slice((*byte)(base), size)
+	if notify != nil {
+		r.notify = *notify
+	}
+	r.hold = hold
+	r.dom.regions[r] = struct{}{}
+}
+
+// Bytes returns the mapped memory, or nil once the region is closed.
+func (r *region) Bytes() []byte {
+	if r.gone.Load() {
+		return nil
+	}
+	return r.mem
+}
+
+// Close fires the unmap notification, if any, and unmaps the pages. For a
+// shared region it also revokes the grants: the peer can no longer map them,
+// but its existing mappings keep working. A second Close returns an error
+// wrapping os.ErrClosed.
+func (r *region) Close() error {
+	r.t.mu.Lock()
+	defer r.t.mu.Unlock()
+	if r.orphaned {
+		r.orphaned = false
+		return unmap(r)
+	}
+	if r.closed {
+		return fmt.Errorf("gntsim: close region of domain %d: %w", r.dom.id, os.ErrClosed)
+	}
+	if err := r.t.closeLocked(r); err != nil {
+		return err
+	}
+	return unmap(r)
+}
+
+func unmap(r *region) error {
+	if err := unix.MunmapPtr(r.base, uintptr(len(r.mem))); err != nil {
+		return fmt.Errorf("gntsim: munmap region of domain %d: %w", r.dom.id, err)
+	}
+	return nil
+}
+
+// closeLocked closes r, which must not be closed yet, except for the munmap
+// itself, which the caller does. t.mu must be held.
+func (t *Table) closeLocked(r *region) error {
+	r.closed = true
+	r.gone.Store(true)
+	d := r.dom
+	delete(d.regions, r)
+	if r.shared {
+		// Like gntalloc's unshare (PROTOCOL.md §10): the references go
+		// away for new maps. The memfd is no longer needed for them, and
+		// the peer's mappings hold the memory on their own.
+		for _, ref := range r.refs {
+			delete(d.grants, ref)
+		}
+		d.granted -= len(r.refs)
+		unix.Close(r.fd)
+	} else {
+		d.mapped -= len(r.mem) / gnt.PageSize
+	}
+	// The unmap notification, in the kernel's order: clear the byte, then
+	// notify through the held LOCAL port, which wakes its remote end.
+	if r.notify.ClearByte {
+		clearByte(r.mem, r.notify.Offset)
+	}
+	if r.hold != nil {
+		// The port may be gone with its dead domain; the kernel ignores
+		// that too.
+		_ = r.hold.Notify()
+		r.hold.Release()
+	}
+	return nil
+}
+
+// littleEndian reports the byte order of this machine.
+var littleEndian = func() bool {
+	x := uint32(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// clearByte sets mem[off] to 0. The kernel does a plain byte store; peers in
+// Go can only access the shared page atomically in 32-bit units, so this
+// clears the byte with an atomic AND on its aligned 32-bit word, which keeps
+// the neighbouring bytes (the other live byte, the notify bits) intact even
+// if a peer updates them at the same moment.
+func clearByte(mem []byte, off int) {
+	w := off &^ 3
+	shift := uint(off-w) * 8
+	if !littleEndian {
+		shift = uint(3-(off-w)) * 8
+	}
+	atomic.AndUint32((*uint32)(unsafe.Pointer(&mem[w])), ^(uint32(0xff) << shift))
+}
+
+// sharedRegion is a region this domain shared; it adds the grant references.
+type sharedRegion struct{ region }
+
+// Refs returns a copy of the grant references of the pages, in page order.
+func (r *sharedRegion) Refs() []gnt.Ref { return slices.Clone(r.refs) }

@@ -1,0 +1,139 @@
+package xenstore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// The special watch paths (PROTOCOL.md §13.3). They name no node and are
+// valid only for Watch and Unwatch.
+const (
+	IntroduceDomainPath = "@introduceDomain"
+	ReleaseDomainPath   = "@releaseDomain"
+)
+
+// Path length limits (PROTOCOL.md §13.3, WIRE 120-121).
+const (
+	MaxAbsPathLen = 3072 // longest absolute path, in bytes
+	MaxRelPathLen = 2048 // longest relative path, in bytes
+)
+
+// DomainPath returns the home path of domain domid, /local/domain/<domid>,
+// against which that domain's relative paths resolve.
+func DomainPath(domid uint16) string {
+	return "/local/domain/" + strconv.FormatUint(uint64(domid), 10)
+}
+
+// IsSpecialPath reports whether p is one of the special watch paths
+// @introduceDomain and @releaseDomain.
+func IsSpecialPath(p string) bool {
+	return p == IntroduceDomainPath || p == ReleaseDomainPath
+}
+
+// ValidPath reports whether p is a syntactically valid node path, absolute or
+// relative: only alphanumerics and "-/_@", no doubled slash, no trailing slash
+// (except the root "/"), not empty, and within the length limits. The special
+// watch paths are not node paths.
+func ValidPath(p string) bool {
+	_, _, errno := resolve(0, p, false)
+	return errno == 0
+}
+
+// ResolvePath validates p as a node path (see ValidPath) and returns it in
+// absolute form, resolving a relative path against DomainPath(domid). The
+// error wraps syscall.EINVAL.
+func ResolvePath(domid uint16, p string) (string, error) {
+	abs, _, errno := resolve(domid, p, false)
+	if errno != 0 {
+		return "", fmt.Errorf("xenstore: invalid path %s: %w", quoteTrunc(p), errno)
+	}
+	return abs, nil
+}
+
+// resolve validates p and returns its absolute form and whether p was
+// relative. With allowSpecial, the special watch paths are accepted and
+// returned unchanged.
+func resolve(domid uint16, p string, allowSpecial bool) (abs string, relative bool, errno syscall.Errno) {
+	if p == "" {
+		return "", false, syscall.EINVAL
+	}
+	if p[0] == '@' {
+		if allowSpecial && IsSpecialPath(p) {
+			return p, false, 0
+		}
+		return "", false, syscall.EINVAL
+	}
+	if p[0] == '/' {
+		if len(p) > MaxAbsPathLen || !validSyntax(p) {
+			return "", false, syscall.EINVAL
+		}
+		return p, false, 0
+	}
+	if len(p) > MaxRelPathLen || !validSyntax(p) {
+		return "", false, syscall.EINVAL
+	}
+	return DomainPath(domid) + "/" + p, true, 0
+}
+
+// validSyntax checks the characters and slashes of a non-empty path.
+func validSyntax(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if p[len(p)-1] == '/' || strings.Contains(p, "//") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '/', c == '_', c == '@':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isUnder reports whether the absolute path p is anc or below it.
+func isUnder(p, anc string) bool {
+	if anc == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == anc || (strings.HasPrefix(p, anc) && len(p) > len(anc) && p[len(anc)] == '/')
+}
+
+// parentPath returns the parent of the absolute path p, which must not be
+// the root.
+func parentPath(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return "/"
+	}
+	return p[:i]
+}
+
+// baseName returns the last element of the absolute path p.
+func baseName(p string) string {
+	return p[strings.LastIndexByte(p, '/')+1:]
+}
+
+// joinPath returns the path of the child name of dir.
+func joinPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// relativeTo returns p relative to the home of domid if it lies strictly
+// below it, and p unchanged otherwise.
+func relativeTo(domid uint16, p string) string {
+	home := DomainPath(domid)
+	if strings.HasPrefix(p, home) && len(p) > len(home)+1 && p[len(home)] == '/' {
+		return p[len(home)+1:]
+	}
+	return p
+}

@@ -1,0 +1,313 @@
+package vchan
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/ring"
+)
+
+// Conn is one vchan connection. It implements net.Conn and is safe for
+// concurrent use: reads are serialised with reads, writes with writes.
+//
+// The vchan wire protocol has no half-close (PROTOCOL.md §7): a side is
+// either open or closed as a whole. So Conn has no CloseWrite. Close ends
+// both directions, but what was written before Close is not lost: the peer
+// reads it and then gets io.EOF. To know that the peer has read everything,
+// call Flush before Close. Programs that need "no more data from me, but keep
+// talking to me" must say so in their own protocol.
+type Conn struct {
+	ep      *ring.Endpoint
+	ch      evtchn.Channel
+	regions []gnt.Region // the data rings, then the shared page
+	local   *Addr
+	remote  *Addr
+	rsize   int // capacity of the ring this side reads
+	wsize   int // and of the ring it writes
+
+	rmu, wmu  sync.Mutex // serialise readers, writers; Close takes both
+	rdl, wdl  deadline
+	readWake  chan struct{} // wake-ups handed over from a writer that took the event
+	writeWake chan struct{} // and from a reader
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	broken    atomic.Pointer[error] // the first protocol error, sticky
+}
+
+func newConn(ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
+	return &Conn{
+		ep: ep, ch: ch, regions: regions, local: local, remote: remote,
+		rsize: ep.ReadSize(), wsize: ep.WriteSize(),
+		rdl: makeDeadline(), wdl: makeDeadline(),
+		readWake:  make(chan struct{}, 1),
+		writeWake: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+	}
+}
+
+// Read reads up to len(p) bytes. It blocks until data arrives, the read
+// deadline passes, or the connection closes. After the peer closed, it
+// returns what is still buffered, then io.EOF.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if err := c.readyErr(&c.rdl); err != nil {
+			return 0, c.opErr("read", err)
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n, notify, err := c.ep.Read(p)
+		if err != nil {
+			return 0, c.opErr("read", c.fail(err))
+		}
+		if n > 0 {
+			if notify {
+				c.ch.Notify()
+			}
+			return n, nil
+		}
+		switch live := c.ep.PeerLive(); live {
+		case ring.LiveOpen:
+		case ring.LiveClosed:
+			// The peer wrote its data before it cleared its live byte:
+			// one more look drains what arrived in between.
+			if n, notify, err := c.ep.Read(p); n > 0 || err != nil {
+				if notify {
+					c.ch.Notify()
+				}
+				return n, c.opErr("read", c.fail(err))
+			}
+			return 0, io.EOF
+		default:
+			return 0, c.opErr("read", c.fail(fmt.Errorf("%w: peer live byte is %d after connect", ErrProtocol, live)))
+		}
+		c.ep.RequestNotify(ring.NotifyWrite)
+		if n, err := c.ep.Readable(); n > 0 || err != nil {
+			continue // data arrived (or corruption) between the check and the request
+		}
+		if err := c.wait(c.readWake, c.writeWake, &c.rdl); err != nil {
+			return 0, c.opErr("read", err)
+		}
+	}
+}
+
+// Write writes all of p, blocking while the ring is full, until the write
+// deadline passes or the connection closes. Writing to a peer that has
+// closed fails at once with an error wrapping syscall.EPIPE.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	total := 0
+	for {
+		if err := c.readyErr(&c.wdl); err != nil {
+			return total, c.opErr("write", err)
+		}
+		if len(p) == 0 {
+			return total, nil
+		}
+		if err := c.peerOpen(); err != nil {
+			return total, c.opErr("write", err)
+		}
+		n, notify, err := c.ep.Write(p)
+		if err != nil {
+			return total, c.opErr("write", c.fail(err))
+		}
+		if n > 0 {
+			if notify {
+				c.ch.Notify()
+			}
+			total += n
+			p = p[n:]
+			continue
+		}
+		c.ep.RequestNotify(ring.NotifyRead)
+		if n, err := c.ep.Writable(); n > 0 || err != nil {
+			continue
+		}
+		if err := c.wait(c.writeWake, c.readWake, &c.wdl); err != nil {
+			return total, c.opErr("write", err)
+		}
+	}
+}
+
+// Flush blocks until the peer has read everything written so far, the
+// write deadline passes, or the peer closes. Use it before Close when the
+// sender must know the data arrived.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for {
+		if err := c.readyErr(&c.wdl); err != nil {
+			return c.opErr("flush", err)
+		}
+		free, err := c.ep.Writable()
+		if err != nil {
+			return c.opErr("flush", c.fail(err))
+		}
+		if free == c.wsize {
+			return nil
+		}
+		if err := c.peerOpen(); err != nil {
+			return c.opErr("flush", err)
+		}
+		c.ep.RequestNotify(ring.NotifyRead)
+		if free2, err := c.ep.Writable(); free2 != free || err != nil {
+			continue
+		}
+		if err := c.wait(c.writeWake, c.readWake, &c.wdl); err != nil {
+			return c.opErr("flush", err)
+		}
+	}
+}
+
+// readyErr reports a closed connection, a sticky protocol error or an
+// expired deadline, in that order.
+func (c *Conn) readyErr(d *deadline) error {
+	if isClosed(c.closed) {
+		return net.ErrClosed
+	}
+	if p := c.broken.Load(); p != nil {
+		return *p
+	}
+	if isClosed(d.wait()) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// peerOpen reports whether writing makes sense: the peer is connected.
+func (c *Conn) peerOpen() error {
+	switch live := c.ep.PeerLive(); live {
+	case ring.LiveOpen:
+		return nil
+	case ring.LiveClosed:
+		return errPeerClosed
+	default:
+		return c.fail(fmt.Errorf("%w: peer live byte is %d after connect", ErrProtocol, live))
+	}
+}
+
+// fail records the first protocol error: the ring cannot be trusted again.
+func (c *Conn) fail(err error) error {
+	if err != nil && errors.Is(err, ErrProtocol) {
+		c.broken.CompareAndSwap(nil, &err)
+	}
+	return err
+}
+
+// wait blocks until the event channel fires (or another waiter hands over a
+// wake-up), the deadline passes, or the connection closes. One event channel
+// serves both directions, so a waiter that takes an event passes a wake-up
+// on to the other direction's waiter: spurious wake-ups are harmless, lost
+// ones would hang.
+func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
+	select {
+	case <-c.ch.Events():
+		select {
+		case other <- struct{}{}:
+		default:
+		}
+		return nil
+	case <-mine:
+		return nil
+	case <-d.wait():
+		return os.ErrDeadlineExceeded
+	case <-c.closed:
+		return net.ErrClosed
+	}
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return opError(op, c.local, c.remote, err)
+}
+
+// Close closes the connection: it marks this side closed in the shared page,
+// unmaps the rings, wakes the peer and unbinds the event channel, in
+// libxenvchan's order (PROTOCOL.md §8). Blocked Read and Write calls return
+// net.ErrClosed. Data already written is still delivered to the peer.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		// Wait for in-flight reads and writes: they return promptly once
+		// closed is closed, and must not touch the rings after unmapping.
+		c.rmu.Lock()
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		defer c.rmu.Unlock()
+		c.rdl.stop()
+		c.wdl.stop()
+		c.closeErr = closeRing(c.ep, c.ch, c.regions)
+		c.ep = nil
+	})
+	if c.closeErr != nil {
+		return opError("close", c.local, c.remote, c.closeErr)
+	}
+	return nil
+}
+
+// closeRing tears down one side of a vchan: live byte 0, unmap the data
+// rings and the page (firing the unmap notify), notify the peer, unbind.
+func closeRing(ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region) error {
+	ep.Close()
+	var errs []error
+	for _, r := range regions {
+		errs = append(errs, r.Close())
+	}
+	ch.Notify()
+	errs = append(errs, ch.Close())
+	return errors.Join(errs...)
+}
+
+// LocalAddr returns this end's address.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if isClosed(c.closed) {
+		return opError("set", c.local, c.remote, net.ErrClosed)
+	}
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline for Read calls, including ones already
+// blocked. The zero time means no deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if isClosed(c.closed) {
+		return opError("set", c.local, c.remote, net.ErrClosed)
+	}
+	c.rdl.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write calls, including ones already
+// blocked. A Write that times out may have written part of its data.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if isClosed(c.closed) {
+		return opError("set", c.local, c.remote, net.ErrClosed)
+	}
+	c.wdl.set(t)
+	return nil
+}
+
+// RingSizes returns the capacity in bytes of the ring this side reads and
+// of the ring it writes.
+func (c *Conn) RingSizes() (read, write int) { return c.rsize, c.wsize }

@@ -1,0 +1,216 @@
+package vchan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/ring"
+	"github.com/vchan-go/vchan/internal/xenstore"
+)
+
+// DefaultDialTimeout bounds how long Dial waits for the server to publish
+// its rings. DialContext waits as long as its context allows.
+const DefaultDialTimeout = 10 * time.Second
+
+// Dial connects to the vchan server in domain server at portOrPath (a port,
+// naming /local/domain/<server>/data/vchan/<own ID>/<port>, or an absolute
+// xenstore path). It waits up to DefaultDialTimeout for the server to appear.
+func Dial(server uint16, portOrPath string, cfg *Config) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultDialTimeout)
+	defer cancel()
+	return DialContext(ctx, server, portOrPath, cfg)
+}
+
+// DialContext connects to the vchan server in domain server at portOrPath.
+// If the server has not published a free ring yet, it waits for one, with a
+// xenstore watch, until ctx is done.
+func DialContext(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*Conn, error) {
+	c, remote, err := dial(ctx, server, portOrPath, cfg)
+	if err != nil {
+		return nil, opError("dial", nil, remote, err)
+	}
+	return c, nil
+}
+
+func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*Conn, *Addr, error) {
+	h, err := cfg.host()
+	if err != nil {
+		return nil, nil, err
+	}
+	own, err := h.DomainID()
+	if err != nil {
+		return nil, nil, err
+	}
+	path, err := resolvePath(portOrPath, server, own)
+	if err != nil {
+		return nil, nil, err
+	}
+	remote := &Addr{Domain: server, Path: path}
+	d := dialer{server: server, local: &Addr{Domain: own, Path: path}, remote: remote}
+	if d.xs, err = h.xenstore(); err != nil {
+		return nil, remote, err
+	}
+	if d.mapper, err = h.gntMapper(); err != nil {
+		return nil, remote, err
+	}
+	if d.evt, err = h.evtchn(); err != nil {
+		return nil, remote, err
+	}
+	// Watch the directory before the first look, so a server that publishes
+	// in between is not missed. The watch fires once at once.
+	w, err := d.xs.Watch(path)
+	if err != nil {
+		return nil, remote, err
+	}
+	defer w.Close()
+	lastErr := errors.New("the server has not published it")
+	for {
+		select {
+		case <-w.Events():
+		case <-ctx.Done():
+			err := ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = os.ErrDeadlineExceeded
+			}
+			return nil, remote, &waitError{fmt.Sprintf("no vchan server at %s (%v)", path, lastErr), err}
+		}
+		c, err := d.connect()
+		if err == nil {
+			return c, remote, nil
+		}
+		if !errors.Is(err, errRetry) {
+			return nil, remote, err
+		}
+		lastErr = err
+	}
+}
+
+// errRetry marks a failure that a later xenstore event may cure: no ring
+// published yet, a stale ring, a ring another client took.
+var errRetry = errors.New("waiting")
+
+type dialer struct {
+	server        uint16
+	local, remote *Addr
+	xs            xenstore.Client
+	mapper        gnt.Mapper
+	evt           evtchn.Device
+}
+
+// connect reads the server's ring-ref and event-channel and connects to them,
+// in libxenvchan_client_init's order (PROTOCOL.md §9): bind the event
+// channel, map the page with an unmap notify on cli_live, validate the
+// layout, map the rings (the one it reads read-only), claim the ring, notify.
+func (d *dialer) connect() (_ *Conn, err error) {
+	ref, port, err := d.readKeys()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := d.evt.BindInterdomain(d.server, evtchn.Port(port))
+	if err != nil {
+		// Not bindable: a stale entry, or another client bound it first.
+		return nil, fmt.Errorf("%w: binding event channel %d of domain %d: %v", errRetry, port, d.server, err)
+	}
+	var regions []gnt.Region
+	defer func() {
+		if err != nil {
+			for i := len(regions) - 1; i >= 0; i-- {
+				regions[i].Close()
+			}
+			ch.Close()
+		}
+	}()
+	page, err := d.mapper.Map(d.server, []gnt.Ref{gnt.Ref(ref)}, true, &gnt.UnmapNotify{
+		ClearByte: true, Offset: ring.OffCliLive,
+		SendEvent: true, Port: uint32(ch.LocalPort()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: mapping grant %d of domain %d: %v", errRetry, ref, d.server, err)
+	}
+	regions = append(regions, page)
+	layout, refs, err := ring.ReadLayout(page.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	var areas [2][]byte
+	nLeft := ring.Pages(layout.Left)
+	for i, part := range [2][]uint32{refs[:nLeft], refs[nLeft:]} {
+		if len(part) == 0 {
+			continue
+		}
+		grefs := make([]gnt.Ref, len(part))
+		for j, r := range part {
+			grefs[j] = gnt.Ref(r)
+		}
+		// The client writes the left ring and only reads the right one.
+		r, err := d.mapper.Map(d.server, grefs, i == 0, nil)
+		if err != nil {
+			return nil, fmt.Errorf("mapping the %d-page ring of domain %d: %w", len(part), d.server, err)
+		}
+		regions = append([]gnt.Region{r}, regions...) // the page stays last
+		areas[i] = r.Bytes()
+	}
+	ep, err := ring.NewClient(page.Bytes(), layout, areas[0], areas[1])
+	if err != nil {
+		return nil, err
+	}
+	if err := ep.Claim(); err != nil {
+		if errors.Is(err, ring.ErrRingTaken) {
+			return nil, fmt.Errorf("%w: %v", errRetry, err)
+		}
+		return nil, err
+	}
+	ch.Notify() // the connect wake-up (PROTOCOL.md §3)
+	return newConn(ep, ch, regions, d.local, d.remote), nil
+}
+
+// readKeys reads ring-ref and event-channel in one transaction, so they
+// belong to the same published ring, and validates them: decimal, non-zero
+// (libxenvchan treats 0 as failure), within range.
+func (d *dialer) readKeys() (ref, port uint32, err error) {
+	var refV, portV []byte
+	err = xenstore.Update(d.xs, func(tx xenstore.Ops) error {
+		var err error
+		if refV, err = tx.Read(d.remote.Path + "/ring-ref"); err != nil {
+			return err
+		}
+		portV, err = tx.Read(d.remote.Path + "/event-channel")
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", errRetry, err)
+	}
+	r, err := parseDecimal(refV, 1<<32-1)
+	if err == nil && r == 0 {
+		err = fmt.Errorf("%w: grant reference 0", ErrProtocol)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s/ring-ref: %w", d.remote.Path, err)
+	}
+	p, err := parseDecimal(portV, 1<<32-1)
+	if err == nil && p == 0 {
+		err = fmt.Errorf("%w: event channel port 0", ErrProtocol)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s/event-channel: %w", d.remote.Path, err)
+	}
+	return uint32(r), uint32(p), nil
+}
+
+// waitError reports why a wait ended, keeping Timeout() visible through
+// *net.OpError (which asks its Err directly, not the chain).
+type waitError struct {
+	msg string
+	err error
+}
+
+func (e *waitError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *waitError) Unwrap() error { return e.err }
+
+// Timeout reports whether the wait ended at a deadline.
+func (e *waitError) Timeout() bool { return errors.Is(e.err, os.ErrDeadlineExceeded) }

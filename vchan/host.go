@@ -1,0 +1,131 @@
+package vchan
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/xenstore"
+)
+
+// HostEnv is the environment variable that chooses DefaultHost: "xen" (or
+// unset) for the real Xen devices.
+const HostEnv = "VCHAN_HOST"
+
+// Host is the Xen host a vchan runs on: grant tables, event channels and
+// xenstore, as seen from one domain. XenHost is the real one; a Simulator
+// hands out simulated ones. Devices are opened on first use and shared by
+// every Listener and Conn of the Host.
+type Host struct {
+	name string
+
+	openXS     func() (xenstore.Client, error)
+	openSharer func() (gnt.Sharer, error)
+	openMapper func() (gnt.Mapper, error)
+	openEvtchn func() (evtchn.Device, error)
+
+	xs     lazy[xenstore.Client]
+	sharer lazy[gnt.Sharer]
+	mapper lazy[gnt.Mapper]
+	evt    lazy[evtchn.Device]
+	domid  lazy[uint16]
+}
+
+// lazy opens a device once and remembers the result, error included.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+func (l *lazy[T]) get(open func() (T, error)) (T, error) {
+	l.once.Do(func() { l.v, l.err = open() })
+	return l.v, l.err
+}
+
+// String names the host, e.g. "xen" or "simulated dom3".
+func (h *Host) String() string { return h.name }
+
+func (h *Host) xenstore() (xenstore.Client, error) { return h.xs.get(h.openXS) }
+func (h *Host) gntSharer() (gnt.Sharer, error)     { return h.sharer.get(h.openSharer) }
+func (h *Host) gntMapper() (gnt.Mapper, error)     { return h.mapper.get(h.openMapper) }
+func (h *Host) evtchn() (evtchn.Device, error)     { return h.evt.get(h.openEvtchn) }
+
+// DomainID returns the ID of the domain this host runs in, as xenstore
+// reports it (the relative key "domid").
+func (h *Host) DomainID() (uint16, error) {
+	return h.domid.get(func() (uint16, error) {
+		xs, err := h.xenstore()
+		if err != nil {
+			return 0, err
+		}
+		v, err := xs.Read("domid")
+		if err != nil {
+			return 0, fmt.Errorf("reading own domain ID: %w", err)
+		}
+		id, err := parseDomID(v)
+		if err != nil {
+			return 0, fmt.Errorf("xenstore key domid: %w", err)
+		}
+		return id, nil
+	})
+}
+
+// parseDomID parses a decimal domain ID from xenstore, strictly.
+func parseDomID(v []byte) (uint16, error) {
+	n, err := parseDecimal(v, 0xffff)
+	return uint16(n), err
+}
+
+// parseDecimal parses untrusted xenstore bytes as a decimal number in
+// 0..max: digits only, no sign, no spaces, at most 10 digits.
+func parseDecimal(v []byte, max uint64) (uint64, error) {
+	if len(v) == 0 || len(v) > 10 {
+		return 0, fmt.Errorf("%w: %q is not a decimal number", ErrProtocol, truncate(v))
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: %q is not a decimal number", ErrProtocol, truncate(v))
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if n > max {
+		return 0, fmt.Errorf("%w: %d is out of range (max %d)", ErrProtocol, n, max)
+	}
+	return n, nil
+}
+
+func truncate(v []byte) string {
+	if len(v) > 32 {
+		return string(v[:32]) + "..."
+	}
+	return string(v)
+}
+
+var (
+	xenHostOnce sync.Once
+	xenHost     *Host
+)
+
+// XenHost returns the real Xen host: /dev/xen/gntalloc, /dev/xen/gntdev,
+// /dev/xen/evtchn and xenstored (its socket, or /dev/xen/xenbus). Outside
+// Xen, Listen and Dial on it fail with an error that says what is missing.
+func XenHost() *Host {
+	xenHostOnce.Do(func() { xenHost = newXenHost() })
+	return xenHost
+}
+
+// DefaultHost returns the host chosen by the VCHAN_HOST environment
+// variable: unset or "xen" for XenHost.
+func DefaultHost() (*Host, error) {
+	switch v := os.Getenv(HostEnv); v {
+	case "", "xen":
+		return XenHost(), nil
+	default:
+		return nil, fmt.Errorf("%s=%s: unknown host (want \"xen\")", HostEnv, strconv.Quote(v))
+	}
+}

@@ -1,0 +1,261 @@
+package vchan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/ring"
+	"github.com/vchan-go/vchan/internal/xenstore"
+)
+
+// Listener is a vchan server. It implements net.Listener. It always has one
+// ring published in xenstore for its client domain; Accept waits for the
+// client to connect to it, then publishes a fresh ring at the same path for
+// the next client, so clients are served one after another, the way
+// vchan-socket-proxy serves them.
+type Listener struct {
+	xs     xenstore.Client
+	sharer gnt.Sharer
+	evt    evtchn.Device
+	client uint16
+	layout ring.Layout
+	addr   *Addr
+
+	mu        sync.Mutex // serialises Accept and the teardown in Close
+	pending   *serverRing
+	dl        deadline
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// serverRing is a ring shared with the client domain and published in
+// xenstore, waiting for a client.
+type serverRing struct {
+	ep      *ring.Endpoint
+	ch      evtchn.Channel
+	regions []gnt.Region
+}
+
+// Listen starts a vchan server for domain client. portOrPath is a port
+// (letters, digits, '_' and '-'), which names the conventional directory
+// /local/domain/<own ID>/data/vchan/<client>/<port>, or an absolute
+// xenstore path. The rings are published there at once: a client can
+// connect before the first Accept.
+func Listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
+	ln, err := listen(client, portOrPath, cfg)
+	if err != nil {
+		var addr net.Addr
+		if ln != nil {
+			addr = ln.addr
+		}
+		return nil, opError("listen", nil, addr, err)
+	}
+	return ln, nil
+}
+
+func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
+	layout, err := cfg.layout()
+	if err != nil {
+		return nil, err
+	}
+	h, err := cfg.host()
+	if err != nil {
+		return nil, err
+	}
+	own, err := h.DomainID()
+	if err != nil {
+		return nil, err
+	}
+	path, err := resolvePath(portOrPath, own, client)
+	if err != nil {
+		return nil, err
+	}
+	ln := &Listener{client: client, layout: layout, addr: &Addr{Domain: own, Path: path}, dl: makeDeadline(), closed: make(chan struct{})}
+	if ln.xs, err = h.xenstore(); err != nil {
+		return ln, err
+	}
+	if ln.sharer, err = h.gntSharer(); err != nil {
+		return ln, err
+	}
+	if ln.evt, err = h.evtchn(); err != nil {
+		return ln, err
+	}
+	if ln.pending, err = ln.publish(); err != nil {
+		return ln, err
+	}
+	return ln, nil
+}
+
+// publish shares a fresh ring with the client domain and writes its
+// ring-ref and event-channel into xenstore, readable by the client only, in
+// one transaction, in libxenvchan_server_init's order (PROTOCOL.md §9).
+func (ln *Listener) publish() (_ *serverRing, err error) {
+	sr := &serverRing{}
+	defer func() {
+		if err != nil {
+			sr.teardown()
+		}
+	}()
+	if sr.ch, err = ln.evt.BindUnbound(ln.client); err != nil {
+		return nil, fmt.Errorf("allocating an event channel for domain %d: %w", ln.client, err)
+	}
+	page, err := ln.sharer.Share(ln.client, 1, &gnt.UnmapNotify{
+		ClearByte: true, Offset: ring.OffSrvLive,
+		SendEvent: true, Port: uint32(sr.ch.LocalPort()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sharing the vchan page with domain %d: %w", ln.client, err)
+	}
+	var refs []uint32
+	var areas [2][]byte
+	for i, order := range [2]uint16{ln.layout.Left, ln.layout.Right} {
+		n := ring.Pages(order)
+		if n == 0 {
+			continue
+		}
+		r, err := ln.sharer.Share(ln.client, n, nil)
+		if err != nil {
+			page.Close()
+			return nil, fmt.Errorf("sharing a %d-byte ring with domain %d: %w", 1<<order, ln.client, err)
+		}
+		sr.regions = append(sr.regions, r)
+		areas[i] = r.Bytes()
+		for _, ref := range r.Refs() {
+			refs = append(refs, uint32(ref))
+		}
+	}
+	sr.regions = append(sr.regions, page) // the page is unmapped last
+	if sr.ep, err = ring.NewServer(page.Bytes(), ln.layout, areas[0], areas[1], refs); err != nil {
+		return nil, err
+	}
+	perms := []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}, {Domain: ln.client, Access: xenstore.AccessRead}}
+	ringRef := strconv.FormatUint(uint64(page.Refs()[0]), 10)
+	port := strconv.FormatUint(uint64(sr.ch.LocalPort()), 10)
+	err = xenstore.Update(ln.xs, func(tx xenstore.Ops) error {
+		for _, kv := range [2][2]string{{"ring-ref", ringRef}, {"event-channel", port}} {
+			key := ln.addr.Path + "/" + kv[0]
+			if err := tx.Write(key, []byte(kv[1])); err != nil {
+				return err
+			}
+			if err := tx.SetPerms(key, perms); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publishing the vchan in xenstore: %w", err)
+	}
+	return sr, nil
+}
+
+// teardown closes a server ring that never got (or no longer has) a Conn.
+func (sr *serverRing) teardown() error {
+	if sr.ep != nil {
+		return closeRing(sr.ep, sr.ch, sr.regions)
+	}
+	var errs []error
+	for _, r := range sr.regions {
+		errs = append(errs, r.Close())
+	}
+	if sr.ch != nil {
+		errs = append(errs, sr.ch.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Accept waits for the client domain to connect and returns the connection.
+func (ln *Listener) Accept() (net.Conn, error) { return ln.AcceptVchan() }
+
+// AcceptVchan is Accept returning a *Conn.
+func (ln *Listener) AcceptVchan() (*Conn, error) {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	for {
+		if isClosed(ln.closed) {
+			return nil, opError("accept", nil, ln.addr, net.ErrClosed)
+		}
+		if isClosed(ln.dl.wait()) {
+			return nil, opError("accept", nil, ln.addr, os.ErrDeadlineExceeded)
+		}
+		if ln.pending == nil {
+			// The last re-publish failed (e.g. the grant limit): try again.
+			sr, err := ln.publish()
+			if err != nil {
+				return nil, opError("accept", nil, ln.addr, err)
+			}
+			ln.pending = sr
+		}
+		sr := ln.pending
+		switch live := sr.ep.PeerLive(); live {
+		case ring.LiveWaiting:
+			select {
+			case <-sr.ch.Events():
+			case <-ln.dl.wait():
+			case <-ln.closed:
+			}
+			continue
+		case ring.LiveOpen, ring.LiveClosed:
+			// The client moved cli_live 2 → 1: connected. 0 means it
+			// connected and has already closed (only the client domain's
+			// mapping can clear the byte): it may have left data, which
+			// the Conn delivers before io.EOF, as TCP's accept would.
+		default:
+			// Garbage from a hostile client: drop this ring and publish a
+			// fresh one.
+			sr.teardown()
+			ln.pending = nil
+			continue
+		}
+		c := newConn(sr.ep, sr.ch, sr.regions, ln.addr, &Addr{Domain: ln.client, Path: ln.addr.Path})
+		// Publish the next ring now, so the next client finds it. If that
+		// fails, this connection is still good; the next Accept retries.
+		ln.pending, _ = ln.publish()
+		return c, nil
+	}
+}
+
+// Close stops listening: it unblocks Accept, withdraws the waiting ring and
+// removes the xenstore directory. Accepted connections stay open.
+func (ln *Listener) Close() error {
+	ln.closeOnce.Do(func() {
+		close(ln.closed)
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		ln.dl.stop()
+		var errs []error
+		if ln.pending != nil {
+			errs = append(errs, ln.pending.teardown())
+			ln.pending = nil
+		}
+		if err := ln.xs.Rm(ln.addr.Path); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s from xenstore: %w", ln.addr.Path, err))
+		}
+		ln.closeErr = errors.Join(errs...)
+	})
+	if ln.closeErr != nil {
+		return opError("close", nil, ln.addr, ln.closeErr)
+	}
+	return nil
+}
+
+// Addr returns the listener's address: its own domain and the xenstore path.
+func (ln *Listener) Addr() net.Addr { return ln.addr }
+
+// SetDeadline sets the deadline for Accept, including a blocked one. The
+// zero time means no deadline.
+func (ln *Listener) SetDeadline(t time.Time) error {
+	if isClosed(ln.closed) {
+		return opError("set", nil, ln.addr, net.ErrClosed)
+	}
+	ln.dl.set(t)
+	return nil
+}

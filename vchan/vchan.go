@@ -1,0 +1,170 @@
+// Package vchan provides net.Conn and net.Listener over Xen vchan: an
+// inter-domain byte stream through shared memory pages (grant tables) and an
+// event channel, wire-compatible with Xen's C library libxenvchan.
+//
+// A server domain calls Listen with the client's domain ID; it allocates the
+// rings, shares them with that domain only, and publishes them in xenstore.
+// The client calls Dial with the server's domain ID and the same port or
+// path. Existing Go programs get an inter-domain stream by swapping net.Dial
+// for vchan.Dial:
+//
+//	// In domain 0:
+//	ln, err := vchan.Listen(5, "5000", nil) // for domain 5, port 5000
+//	conn, err := ln.Accept()
+//
+//	// In domain 5:
+//	conn, err := vchan.Dial(0, "5000", nil)
+//
+// A port names the conventional xenstore directory
+// /local/domain/<server>/data/vchan/<client>/<port>; an absolute xenstore
+// path may be given instead.
+//
+// Without Xen, a Simulator provides domains inside one process, the way
+// net.Pipe stands in for a network: pass Config{Host: sim.Domain(n)}.
+package vchan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vchan-go/vchan/internal/ring"
+)
+
+// Network is the network name of vchan addresses, as returned by
+// Addr.Network.
+const Network = "vchan"
+
+// MaxRingSize is the largest ring a vchan supports: 1 MiB each way.
+const MaxRingSize = 1 << ring.MaxOrder
+
+// MaxPathLen is the longest xenstore base path accepted. libxenvchan builds
+// "<path>/event-channel" in a 64-byte buffer and silently truncates longer
+// paths (PROTOCOL.md §9), so a longer path would work between Go peers and
+// fail, confusingly, with a C peer. It is refused instead.
+const MaxPathLen = 49
+
+// ErrProtocol is wrapped by errors that report a peer breaking the vchan
+// protocol: corrupt ring indices, impossible ring orders, a grant list that
+// does not fit, invalid xenstore values. The connection is unusable after it.
+var ErrProtocol = ring.ErrProtocol
+
+// Addr is the address of one end of a vchan: a domain and the xenstore
+// directory where the server published the rings.
+type Addr struct {
+	Domain uint16 // the domain ID of this end
+	Path   string // the xenstore base path of the vchan
+}
+
+// Network returns "vchan".
+func (a *Addr) Network() string { return Network }
+
+// String returns the address as "dom<ID>:<path>".
+func (a *Addr) String() string {
+	if a == nil {
+		return "<nil>"
+	}
+	return "dom" + strconv.Itoa(int(a.Domain)) + ":" + a.Path
+}
+
+// Config holds optional settings. A nil *Config means the defaults.
+type Config struct {
+	// Host is the Xen host to use: the real one (XenHost) or a simulated
+	// domain (Simulator.Domain). Nil means DefaultHost().
+	Host *Host
+
+	// ReadBufferSize and WriteBufferSize are a server's minimum ring sizes
+	// in bytes, each 0..MaxRingSize: the ring it reads from (which the
+	// client writes) and the ring it writes to. They are rounded up the way
+	// libxenvchan_server_init rounds them: both ≤ 1 KiB/2 KiB share the
+	// page with the header; larger ones get their own pages, a power of two
+	// of at least 4 KiB. The default, 0 and 0, gives 1 KiB and 2 KiB rings,
+	// fine for control messages; bulk transfers want 64 KiB or more. A
+	// client ignores them: the server decides.
+	ReadBufferSize, WriteBufferSize int
+}
+
+func (c *Config) host() (*Host, error) {
+	if c != nil && c.Host != nil {
+		return c.Host, nil
+	}
+	return DefaultHost()
+}
+
+func (c *Config) layout() (ring.Layout, error) {
+	var r, w int
+	if c != nil {
+		r, w = c.ReadBufferSize, c.WriteBufferSize
+	}
+	return ring.ServerLayout(r, w)
+}
+
+// PortPath returns the conventional xenstore base path of a vchan port
+// between a server and a client domain: /local/domain/<server>/data/vchan/<client>/<port>.
+func PortPath(server, client uint16, port string) string {
+	return fmt.Sprintf("/local/domain/%d/data/vchan/%d/%s", server, client, port)
+}
+
+// resolvePath turns a Listen/Dial argument into an absolute base path: a
+// port ([A-Za-z0-9_-]+, as ocaml-vchan and Qubes use) or an absolute path.
+func resolvePath(portOrPath string, server, client uint16) (string, error) {
+	p := portOrPath
+	switch {
+	case p == "":
+		return "", errors.New("empty port or path")
+	case isPort(p):
+		p = PortPath(server, client, p)
+	case !strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("%q is neither a port ([A-Za-z0-9_-]+) nor an absolute xenstore path", portOrPath)
+	}
+	if len(p) > MaxPathLen {
+		return "", fmt.Errorf("xenstore path %q is %d characters long; libxenvchan peers truncate paths over %d (use a shorter port or path)", p, len(p), MaxPathLen)
+	}
+	if err := checkPath(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+func isPort(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkPath applies xenstore's path rules (PROTOCOL.md §13.3).
+func checkPath(p string) error {
+	if p == "/" || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+		return fmt.Errorf("invalid xenstore path %q", p)
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-/_@", r)) {
+			return fmt.Errorf("invalid character %q in xenstore path %q", r, p)
+		}
+	}
+	return nil
+}
+
+// opError wraps err the way the net package does. io.EOF stays bare (nettest
+// and io.Copy compare it with ==), closed-connection errors become
+// net.ErrClosed.
+func opError(op string, local, remote net.Addr, err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return &net.OpError{Op: op, Net: Network, Source: local, Addr: remote, Err: err}
+}
+
+// errPeerClosed is what a write to a closed peer fails with: EPIPE, as a
+// write on a socket whose peer is gone.
+var errPeerClosed = syscall.EPIPE
