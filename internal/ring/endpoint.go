@@ -26,9 +26,18 @@ import (
 //     ("consume, then notify", xen_mb).
 //   - request-notify then re-check: the atomic OR of the request bit is a
 //     full barrier before the atomic re-load of the peer's index.
-//   - send-notify: the index store and the atomic fetch-and-clear of the
-//     peer's request bit are both sequentially consistent, so the peer sees
-//     the new index before it can see its request bit cleared.
+//   - send-notify: moving an index and then checking the peer's request
+//     bit is one half of a Dekker pair (the peer's other half: set the bit,
+//     then re-read the index); without a full barrier between the index
+//     store and the bit load, both sides can miss each other and sleep
+//     forever. libxenvchan puts xen_mb() there. Here the index is published
+//     with atomic.SwapUint32, a locked XCHG on x86 and a full barrier
+//     everywhere, rather than atomic.StoreUint32: the Go memory model makes
+//     Store sequentially consistent, but under the race detector, atomics on
+//     memory outside the Go heap (our mmap'd pages) run through TSan with
+//     only release semantics, and a release store may pass a later load.
+//     That was seen as a hang under -race; the swap makes the ordering a
+//     property of the instruction, not of the build mode.
 //
 // sync/atomic has no 8-bit operations, so the four single-byte fields at
 // offsets 20..23 (cli_live, srv_live, cli_notify, srv_notify) are accessed
@@ -236,7 +245,7 @@ func (e *Endpoint) Read(p []byte) (n int, notify bool, err error) {
 		copy(p[c:n], e.rd.data) // the split copy at the wrap
 	}
 	e.rdPos += uint32(n)
-	atomic.StoreUint32(e.rd.cons, e.rdPos)
+	atomic.SwapUint32(e.rd.cons, e.rdPos) // a full barrier: see the package comment
 	return n, e.takeRequest(NotifyRead), nil
 }
 
@@ -253,7 +262,7 @@ func (e *Endpoint) Write(p []byte) (n int, notify bool, err error) {
 		copy(e.wr.data, p[c:n])
 	}
 	e.wrPos += uint32(n)
-	atomic.StoreUint32(e.wr.prod, e.wrPos)
+	atomic.SwapUint32(e.wr.prod, e.wrPos) // a full barrier: see the package comment
 	return n, e.takeRequest(NotifyWrite), nil
 }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check and test: gofmt, go vet, staticcheck, then the whole test
+# suite under the race detector, then each fuzz target for a short while.
+# Usage: scripts/test.sh            (FUZZTIME=10s by default; FUZZTIME=0 skips)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== gofmt"
+bad=$(gofmt -l .)
+if [ -n "$bad" ]; then echo "gofmt would change: $bad"; exit 1; fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+"$(go env GOPATH)/bin/staticcheck" ./...
+echo "== go test -race"
+CI=${CI:-} go test -race -count=1 -timeout 20m ./...
+
+FUZZTIME=${FUZZTIME:-10s}
+if [ "$FUZZTIME" != 0 ]; then
+  echo "== fuzz ($FUZZTIME each)"
+  for pkg in $(go list ./...); do
+    dir=$(go list -f '{{.Dir}}' "$pkg")
+    for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //' | sort -u); do
+      echo "-- $pkg $target"
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/fuzz.$$ 2>&1 || { cat /tmp/fuzz.$$; exit 1; }
+    done
+  done
+  rm -f /tmp/fuzz.$$
+fi
+echo "== all checks passed"
