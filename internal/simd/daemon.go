@@ -1,0 +1,340 @@
+package simd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
+	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/xenstore"
+	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
+)
+
+// ErrAlreadyRunning reports that another daemon holds the directory.
+var ErrAlreadyRunning = errors.New("vchan-simd already running")
+
+// Config configures a Daemon.
+type Config struct {
+	// Dir holds the daemon's sockets and state; empty means DefaultDir().
+	Dir string
+	// GrantLimit is how many pages one domain may have granted at once,
+	// like gntalloc's `limit` parameter; <= 0 means DefaultGrantLimit.
+	GrantLimit int
+	// Logf, if set, logs every request (vchan-simd -v).
+	Logf func(format string, args ...any)
+}
+
+// Daemon is a running simulated Xen host. Start one per directory.
+type Daemon struct {
+	dir    string
+	limit  int
+	logf   func(format string, args ...any)
+	lock   *os.File
+	store  *xenstore.Store
+	xs     *xsserver.Server
+	events *evtsim.Switch
+	ctl    *net.UnixListener
+
+	// life serialises domain creation and release, which call into the
+	// store and create or remove sockets; it is taken before mu.
+	life sync.Mutex
+
+	// mu guards the grant tables and everything below.
+	mu      sync.Mutex
+	doms    map[uint16]*domain
+	socks   map[string]uint16 // xenstored socket path -> domid
+	conns   map[*conn]struct{}
+	connSeq int
+	closed  bool
+
+	wg        sync.WaitGroup // accept loop and connection goroutines
+	xsWG      sync.WaitGroup // xenstore Serve goroutines
+	closeOnce sync.Once
+}
+
+// domain is the state of one live simulated domain.
+type domain struct {
+	id      uint16
+	conns   int // live control connections
+	ln      *net.UnixListener
+	sock    string
+	nextRef gnt.Ref
+	grants  map[gnt.Ref]*grant
+	granted int // pages granted now
+	mapped  int // pages of others mapped now
+}
+
+// Start takes the directory (failing with an error wrapping
+// ErrAlreadyRunning if another daemon holds it), replaces stale sockets,
+// and serves the control socket and dom0's xenstored socket until Close.
+func Start(cfg Config) (*Daemon, error) {
+	dir := cfg.Dir
+	if dir == "" {
+		dir = DefaultDir()
+	}
+	dir = filepath.Clean(dir)
+	if n := len(XenstorePath(dir, firstDomIDReserved)); n > len(unix.RawSockaddrUnix{}.Path)-1 {
+		return nil, fmt.Errorf("vchan-simd: directory %s is too long for unix socket paths (%d bytes; use a shorter -dir)", dir, n)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vchan-simd: %w", err)
+	}
+	lock, err := takeLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		dir:    dir,
+		limit:  cfg.GrantLimit,
+		logf:   cfg.Logf,
+		lock:   lock,
+		store:  xenstore.NewStore(xenstore.DefaultLimits()),
+		events: evtsim.NewSwitch(),
+		doms:   make(map[uint16]*domain),
+		socks:  make(map[string]uint16),
+		conns:  make(map[*conn]struct{}),
+	}
+	if d.limit <= 0 {
+		d.limit = DefaultGrantLimit
+	}
+	if d.logf == nil {
+		d.logf = func(string, ...any) {}
+	}
+	d.xs = xsserver.New(d.store, d.domidOf)
+	fail := func(err error) (*Daemon, error) {
+		d.shutdown()
+		return nil, err
+	}
+	// The lock is ours, so any socket left here is stale: a daemon died.
+	removeStale(dir)
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return fail(fmt.Errorf("vchan-simd: %w", err))
+	}
+	d.ctl, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: controlPath(dir), Net: "unixpacket"})
+	if err != nil {
+		return fail(fmt.Errorf("vchan-simd: %w", err))
+	}
+	// dom0 exists from the start and lives as long as the daemon: its
+	// extra reference is never dropped.
+	if err := d.join(0); err != nil {
+		return fail(err)
+	}
+	d.wg.Add(1)
+	go d.accept()
+	return d, nil
+}
+
+// takeLock flocks DIR/lock, or explains who holds it.
+func takeLock(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vchan-simd: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		return f, nil
+	}
+	f.Close()
+	if err == unix.EWOULDBLOCK {
+		pid := "unknown"
+		if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+			pid = strings.TrimSpace(string(b))
+		}
+		return nil, fmt.Errorf("%w in %s (pid %s)", ErrAlreadyRunning, dir, pid)
+	}
+	return nil, fmt.Errorf("vchan-simd: lock %s: %w", f.Name(), err)
+}
+
+// removeStale removes the sockets a crashed daemon left behind.
+func removeStale(dir string) {
+	os.Remove(controlPath(dir))
+	socks, _ := filepath.Glob(filepath.Join(dir, "dom*", "xenstored"))
+	for _, s := range socks {
+		os.Remove(s)
+		os.Remove(filepath.Dir(s))
+	}
+}
+
+// Dir returns the daemon's directory.
+func (d *Daemon) Dir() string { return d.dir }
+
+// Close stops the daemon: it closes every connection (firing their unmap
+// notifications), removes the sockets and the pid file, releases the lock
+// and waits for all its goroutines.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(d.shutdown)
+	return nil
+}
+
+func (d *Daemon) shutdown() {
+	d.mu.Lock()
+	d.closed = true
+	conns := make([]*conn, 0, len(d.conns))
+	for c := range d.conns {
+		conns = append(conns, c)
+	}
+	d.mu.Unlock()
+	if d.ctl != nil {
+		d.ctl.Close() // unlinks the socket
+	}
+	for _, c := range conns {
+		c.abort()
+	}
+	d.wg.Wait()  // accept loop and connections: no more joins
+	d.xs.Close() // closes (and unlinks) the xenstored sockets
+	d.xsWG.Wait()
+	d.mu.Lock()
+	for _, dom := range d.doms {
+		os.Remove(filepath.Dir(dom.sock))
+	}
+	d.mu.Unlock()
+	os.Remove(filepath.Join(d.dir, "pid"))
+	// The lock file stays: removing it would let two daemons lock two
+	// different files. Closing it releases the lock.
+	d.lock.Close()
+}
+
+// accept serves the control socket.
+func (d *Daemon) accept() {
+	defer d.wg.Done()
+	for {
+		uc, err := d.ctl.AcceptUnix()
+		if err != nil {
+			return // closed by shutdown; anything else is fatal for the socket too
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			uc.Close()
+			return
+		}
+		d.connSeq++
+		c := &conn{d: d, id: d.connSeq, uc: uc, regions: make(map[uint32]*region), ports: make(map[uint32]*dport)}
+		d.conns[c] = struct{}{}
+		d.wg.Add(1)
+		d.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// domidOf tells xsserver which domain a xenstored connection is: the one
+// whose socket it came in on.
+func (d *Daemon) domidOf(uc *net.UnixConn) (uint16, error) {
+	addr, ok := uc.LocalAddr().(*net.UnixAddr)
+	if !ok {
+		return 0, errors.New("vchan-simd: xenstored connection without a local address")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id, ok := d.socks[addr.Name]
+	if !ok {
+		return 0, fmt.Errorf("vchan-simd: xenstored connection on unknown socket %s", addr.Name)
+	}
+	return id, nil
+}
+
+// join adds a control connection to domain id, creating the domain (its
+// xenstore home and xenstored socket) if it is new.
+func (d *Daemon) join(id uint16) error {
+	d.life.Lock()
+	defer d.life.Unlock()
+	d.mu.Lock()
+	if dom := d.doms[id]; dom != nil {
+		dom.conns++
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+
+	if err := d.store.IntroduceDomain(id); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("vchan-simd: introduce domain %d: %w", id, err)
+	}
+	sock := XenstorePath(d.dir, id)
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return fmt.Errorf("vchan-simd: domain %d: %w", id, err)
+	}
+	os.Remove(sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("vchan-simd: domain %d: %w", id, err)
+	}
+	d.mu.Lock()
+	d.doms[id] = &domain{id: id, conns: 1, ln: ln, sock: sock, nextRef: firstRef, grants: make(map[gnt.Ref]*grant)}
+	d.socks[sock] = id
+	d.mu.Unlock()
+	d.xsWG.Add(1)
+	go func() {
+		defer d.xsWG.Done()
+		_ = d.xs.Serve(ln)
+	}()
+	d.logf("domain %d introduced (xenstored socket %s)", id, sock)
+	return nil
+}
+
+// leave drops a control connection of domain id; the last one of a domain
+// other than dom0 releases it: its event channels go, its xenstore home is
+// removed and @releaseDomain fires, and its socket is removed.
+func (d *Daemon) leave(id uint16) {
+	d.life.Lock()
+	defer d.life.Unlock()
+	d.mu.Lock()
+	dom := d.doms[id]
+	dom.conns--
+	if dom.conns > 0 {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.doms, id)
+	delete(d.socks, dom.sock)
+	d.mu.Unlock()
+
+	dom.ln.Close() // unlinks the socket; Serve returns
+	os.Remove(filepath.Dir(dom.sock))
+	d.events.CloseDomain(id)
+	_ = d.store.ReleaseDomain(id)
+	d.logf("domain %d released", id)
+}
+
+// Resources counts what a domain holds in the daemon: for leak checks.
+type Resources struct {
+	Granted int // pages it has granted
+	Mapped  int // pages of others it has mapped
+	Ports   int // event channel ports bound
+}
+
+// Resources returns what domain domid holds now.
+func (d *Daemon) Resources(domid uint16) Resources {
+	var r Resources
+	d.mu.Lock()
+	if dom := d.doms[domid]; dom != nil {
+		r.Granted, r.Mapped = dom.granted, dom.mapped
+	}
+	d.mu.Unlock()
+	r.Ports = d.events.Ports(domid)
+	return r
+}
+
+// Domains returns the ids of the live domains, in no particular order.
+func (d *Daemon) Domains() []uint16 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := make([]uint16, 0, len(d.doms))
+	for id := range d.doms {
+		ids = append(ids, id)
+	}
+	return ids
+}
