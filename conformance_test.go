@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,13 +47,78 @@ func TestConn(t *testing.T) {
 	}
 }
 
+// TestConnCrossProcess runs the same conformance suite with the simulated
+// host in a separate process: the vchan-simd daemon, which passes grants as
+// memfds and event channels over sockets, as the cross-process tools use it.
+func TestConnCrossProcess(t *testing.T) {
+	dir := startDaemon(t)
+	for _, rp := range ringPairs {
+		t.Run(rp.name, func(t *testing.T) {
+			dom0, err := vchan.SimHost(dir, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dom0.Close()
+			dom1, err := vchan.SimHost(dir, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dom1.Close()
+			nettest.TestConn(t, makeHostPipe(t, dom0, dom1, rp.read, rp.write, true, nil))
+		})
+	}
+}
+
+// startDaemon builds and starts vchan-simd in a fresh directory, stopping it
+// when the test ends.
+func startDaemon(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "vchan-simd")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/vchan-simd").CombinedOutput(); err != nil {
+		t.Fatalf("building vchan-simd: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "sim")
+	cmd := exec.Command(bin, "-dir", dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		h, err := vchan.SimHost(dir, 0)
+		if err == nil {
+			h.Close()
+			return dir
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), "not running") {
+			t.Fatalf("vchan-simd did not come up: %v", err)
+		}
+	}
+}
+
 // makePipe returns a nettest.MakePipe that connects a simulated dom0 server
 // to a simulated dom1 client. Its stop function checks that closing both
 // ends returned every grant, mapping and event channel.
 func makePipe(t *testing.T, read, write int, serverFirst bool) nettest.MakePipe {
 	return func() (c1, c2 net.Conn, stop func(), err error) {
 		sim := vchan.NewSimulator()
-		ln, err := vchan.Listen(1, "5000", &vchan.Config{Host: sim.Domain(0), ReadBufferSize: read, WriteBufferSize: write})
+		mp := makeHostPipe(t, sim.Domain(0), sim.Domain(1), read, write, serverFirst, func() {
+			for _, dom := range []uint16{0, 1} {
+				if res := sim.Resources(dom); res != (vchan.Resources{}) {
+					t.Errorf("dom%d still holds %+v after both ends closed", dom, res)
+				}
+			}
+		})
+		return mp()
+	}
+}
+
+// makeHostPipe connects a server on host srvHost (as domain 0) to a client
+// on cliHost (domain 1); check runs after both ends are closed.
+func makeHostPipe(t *testing.T, srvHost, cliHost *vchan.Host, read, write int, serverFirst bool, check func()) nettest.MakePipe {
+	return func() (c1, c2 net.Conn, stop func(), err error) {
+		ln, err := vchan.Listen(1, "5000", &vchan.Config{Host: srvHost, ReadBufferSize: read, WriteBufferSize: write})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -60,7 +129,7 @@ func makePipe(t *testing.T, read, write int, serverFirst bool) nettest.MakePipe 
 		}
 		dialed := make(chan result, 1)
 		go func() {
-			c, err := vchan.Dial(0, "5000", &vchan.Config{Host: sim.Domain(1)})
+			c, err := vchan.Dial(0, "5000", &vchan.Config{Host: cliHost})
 			dialed <- result{c, err}
 		}()
 		srv, err := ln.Accept()
@@ -78,10 +147,8 @@ func makePipe(t *testing.T, read, write int, serverFirst bool) nettest.MakePipe 
 		stop = func() {
 			srv.Close()
 			r.c.Close()
-			for _, dom := range []uint16{0, 1} {
-				if res := sim.Resources(dom); res != (vchan.Resources{}) {
-					t.Errorf("dom%d still holds %+v after both ends closed", dom, res)
-				}
+			if check != nil {
+				check()
 			}
 		}
 		if serverFirst {

@@ -4,15 +4,18 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/simd"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
 // HostEnv is the environment variable that chooses DefaultHost: "xen" (or
-// unset) for the real Xen devices.
+// unset) for the real Xen devices, "sim:<domid>" for the cross-process
+// simulator.
 const HostEnv = "VCHAN_HOST"
 
 // Host is the Xen host a vchan runs on: grant tables, event channels and
@@ -32,6 +35,8 @@ type Host struct {
 	mapper lazy[gnt.Mapper]
 	evt    lazy[evtchn.Device]
 	domid  lazy[uint16]
+
+	close func() error // for SimHost
 }
 
 // lazy opens a device once and remembers the result, error included.
@@ -120,12 +125,67 @@ func XenHost() *Host {
 }
 
 // DefaultHost returns the host chosen by the VCHAN_HOST environment
-// variable: unset or "xen" for XenHost.
+// variable:
+//
+//	unset or "xen"  XenHost, the real Xen devices
+//	"sim:<domid>"   the cross-process simulator (vchan-simd) as domain
+//	                <domid>, in the directory $VCHAN_SIM_DIR or the default
+//	                (see SimHost)
 func DefaultHost() (*Host, error) {
-	switch v := os.Getenv(HostEnv); v {
-	case "", "xen":
+	switch v := os.Getenv(HostEnv); {
+	case v == "" || v == "xen":
 		return XenHost(), nil
+	case strings.HasPrefix(v, "sim:"):
+		id, err := parseDomID([]byte(strings.TrimPrefix(v, "sim:")))
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: want sim:<domid>, domid 0..65535", HostEnv, strconv.Quote(v))
+		}
+		simHostMu.Lock()
+		defer simHostMu.Unlock()
+		if h := simHosts[id]; h != nil {
+			return h, nil
+		}
+		h, err := SimHost("", id)
+		if err != nil {
+			return nil, err
+		}
+		simHosts[id] = h
+		return h, nil
 	default:
-		return nil, fmt.Errorf("%s=%s: unknown host (want \"xen\")", HostEnv, strconv.Quote(v))
+		return nil, fmt.Errorf("%s=%s: unknown host (want \"xen\" or \"sim:<domid>\")", HostEnv, strconv.Quote(v))
 	}
+}
+
+var (
+	simHostMu sync.Mutex
+	simHosts  = map[uint16]*Host{}
+)
+
+// SimHost joins the cross-process simulated Xen host that the vchan-simd
+// daemon serves in dir, as domain domid. An empty dir means $VCHAN_SIM_DIR,
+// else $XDG_RUNTIME_DIR/vchan-sim, else /tmp/vchan-sim-<uid>. Several
+// processes may act as the same domain. Close the Host when done; the daemon
+// cleans up after a process that exits without closing, as the kernel does.
+func SimHost(dir string, domid uint16) (*Host, error) {
+	d, err := simd.Connect(dir, domid)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{
+		name:       fmt.Sprintf("simulated dom%d (%s)", domid, d.Dir()),
+		openXS:     d.Xenstore,
+		openSharer: func() (gnt.Sharer, error) { return d.Sharer(), nil },
+		openMapper: func() (gnt.Mapper, error) { return d.Mapper(), nil },
+		openEvtchn: func() (evtchn.Device, error) { return d.Evtchn(), nil },
+		close:      d.Close,
+	}, nil
+}
+
+// Close releases a host joined with SimHost. Connections made through it
+// fail afterwards. For other hosts it does nothing.
+func (h *Host) Close() error {
+	if h.close == nil {
+		return nil
+	}
+	return h.close()
 }

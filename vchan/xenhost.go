@@ -41,7 +41,7 @@ var hypervisorTypePath = "/sys/hypervisor/type"
 // domain at all, the first thing to say is that, and how to work without it.
 func xenError(err error) error {
 	if b, rerr := os.ReadFile(hypervisorTypePath); rerr != nil || strings.TrimSpace(string(b)) != "xen" {
-		return fmt.Errorf("not running under Xen (%s does not say \"xen\"); to develop without Xen, use the simulator (vchan.NewSimulator in tests) — %w", hypervisorTypePath, err)
+		return fmt.Errorf("not running under Xen (%s does not say \"xen\"); to develop without Xen, start the simulator (vchan-simd) and set VCHAN_HOST=sim:<domid>, or use vchan.NewSimulator in tests — %w", hypervisorTypePath, err)
 	}
 	return fmt.Errorf("xen host: %w", err)
 }
