@@ -71,7 +71,10 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*
 	lastErr := errors.New("the server has not published it")
 	for {
 		select {
-		case <-w.Events():
+		case _, ok := <-w.Events():
+			if !ok {
+				return nil, remote, fmt.Errorf("xenstore watch on %s ended (connection to xenstore lost?); last attempt: %v", path, lastErr)
+			}
 		case <-ctx.Done():
 			err := ctx.Err()
 			if errors.Is(err, context.DeadlineExceeded) {

@@ -460,3 +460,28 @@ func TestClientGoneBeforeAccept(t *testing.T) {
 		t.Errorf("ReadAll = %q, %v; want \"hello\", nil", got, err)
 	}
 }
+
+// TestDialXenstoreGone: if the xenstore connection dies while Dial waits,
+// Dial fails at once instead of spinning until its deadline.
+func TestDialXenstoreGone(t *testing.T) {
+	sim := NewSimulator()
+	h := sim.Domain(1)
+	xs, _ := h.xenstore()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := DialContext(ctx, 0, "55", &Config{Host: h})
+		done <- err
+	}()
+	time.Sleep(30 * time.Millisecond)
+	xs.Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "watch") {
+			t.Errorf("Dial after xenstore closed = %v, want an error about the watch", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Dial kept waiting after its xenstore connection closed")
+	}
+}
