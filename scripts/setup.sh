@@ -22,3 +22,7 @@ if [ ! -x "$GOBIN/staticcheck" ]; then
   echo "setup: installing staticcheck" >&2
   go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+
+# Xen's own C libxenvchan and vchan-socket-proxy for the interop tests,
+# unpacked into .cache/interop (not installed).
+"$(dirname "$0")/interop-deps.sh" >/dev/null
