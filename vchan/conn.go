@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
@@ -41,16 +42,37 @@ type Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 	broken    atomic.Pointer[error] // the first protocol error, sticky
+	peerGone  atomic.Bool           // the peer's domain no longer exists
+	host      *Host                 // for the peer watch; nil if none
 }
 
-func newConn(ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
-	return &Conn{
+func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
+	c := &Conn{host: h,
 		ep: ep, ch: ch, regions: regions, local: local, remote: remote,
 		rsize: ep.ReadSize(), wsize: ep.WriteSize(),
 		rdl: makeDeadline(), wdl: makeDeadline(),
 		readWake:  make(chan struct{}, 1),
 		writeWake: make(chan struct{}, 1),
 		closed:    make(chan struct{}),
+	}
+	if h != nil {
+		h.watchPeer(c)
+	}
+	return c
+}
+
+// errPeerDomainGone is what operations fail with once the peer's domain has
+// been destroyed: like a connection reset, it is not an orderly close.
+var errPeerDomainGone = syscall.ECONNRESET
+
+// peerDomainGone marks the peer's domain destroyed and wakes both waiters.
+func (c *Conn) peerDomainGone() {
+	c.peerGone.Store(true)
+	for _, ch := range [2]chan struct{}{c.readWake, c.writeWake} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -91,6 +113,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		default:
 			return 0, c.opErr("read", c.fail(fmt.Errorf("%w: peer live byte is %d after connect", ErrProtocol, live)))
+		}
+		if c.peerGone.Load() {
+			// What it wrote before dying has been read (the ring is empty).
+			return 0, c.opErr("read", fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone))
 		}
 		c.ep.RequestNotify(ring.NotifyWrite)
 		if n, err := c.ep.Readable(); n > 0 || err != nil {
@@ -188,6 +214,9 @@ func (c *Conn) readyErr(d *deadline) error {
 
 // peerOpen reports whether writing makes sense: the peer is connected.
 func (c *Conn) peerOpen() error {
+	if c.peerGone.Load() {
+		return fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone)
+	}
 	switch live := c.ep.PeerLive(); live {
 	case ring.LiveOpen:
 		return nil
@@ -252,6 +281,9 @@ func (c *Conn) Close() error {
 		c.wdl.stop()
 		c.closeErr = closeRing(c.ep, c.ch, c.regions)
 		c.ep = nil
+		if c.host != nil {
+			c.host.unwatchPeer(c)
+		}
 	})
 	if c.closeErr != nil {
 		return opError("close", c.local, c.remote, c.closeErr)

@@ -51,7 +51,7 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*
 		return nil, nil, err
 	}
 	remote := &Addr{Domain: server, Path: path}
-	d := dialer{server: server, local: &Addr{Domain: own, Path: path}, remote: remote}
+	d := dialer{host: h, server: server, local: &Addr{Domain: own, Path: path}, remote: remote}
 	if d.xs, err = h.xenstore(); err != nil {
 		return nil, remote, err
 	}
@@ -98,6 +98,7 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*
 var errRetry = errors.New("waiting")
 
 type dialer struct {
+	host          *Host
 	server        uint16
 	local, remote *Addr
 	xs            xenstore.Client
@@ -169,7 +170,7 @@ func (d *dialer) connect() (_ *Conn, err error) {
 		return nil, err
 	}
 	ch.Notify() // the connect wake-up (PROTOCOL.md §3)
-	return newConn(ep, ch, regions, d.local, d.remote), nil
+	return newConn(d.host, ep, ch, regions, d.local, d.remote), nil
 }
 
 // readKeys reads ring-ref and event-channel in one transaction, so they

@@ -37,6 +37,8 @@ type Host struct {
 	domid  lazy[uint16]
 
 	close func() error // for SimHost
+
+	peers peerWatch // @releaseDomain watch for this host's connections
 }
 
 // lazy opens a device once and remembers the result, error included.

@@ -21,6 +21,7 @@ import (
 // the next client, so clients are served one after another, the way
 // vchan-socket-proxy serves them.
 type Listener struct {
+	host   *Host
 	xs     xenstore.Client
 	sharer gnt.Sharer
 	evt    evtchn.Device
@@ -78,7 +79,7 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln := &Listener{client: client, layout: layout, addr: &Addr{Domain: own, Path: path}, dl: makeDeadline(), closed: make(chan struct{})}
+	ln := &Listener{host: h, client: client, layout: layout, addr: &Addr{Domain: own, Path: path}, dl: makeDeadline(), closed: make(chan struct{})}
 	if ln.xs, err = h.xenstore(); err != nil {
 		return ln, err
 	}
@@ -215,7 +216,7 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 			ln.pending = nil
 			continue
 		}
-		c := newConn(sr.ep, sr.ch, sr.regions, ln.addr, &Addr{Domain: ln.client, Path: ln.addr.Path})
+		c := newConn(ln.host, sr.ep, sr.ch, sr.regions, ln.addr, &Addr{Domain: ln.client, Path: ln.addr.Path})
 		// Publish the next ring now, so the next client finds it. If that
 		// fails, this connection is still good; the next Accept retries.
 		ln.pending, _ = ln.publish()

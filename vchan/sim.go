@@ -81,15 +81,17 @@ func (s *Simulator) Domain(domid uint16) *Host {
 	return h
 }
 
-// Destroy simulates domain domid dying: its grants are revoked and its
-// mappings dropped (firing their unmap notifications, as the kernel would),
-// its event channels are closed, and its xenstore home is removed, firing
-// @releaseDomain. Connections of other domains with it see it close.
+// Destroy simulates Xen destroying domain domid (xl destroy): its grants are
+// revoked, its event channels closed, and its xenstore home removed, firing
+// @releaseDomain. As on Xen, no unmap notification fires (no kernel of the
+// dead domain runs to send one); connections of other domains with it learn
+// of it from @releaseDomain and fail with an error wrapping
+// syscall.ECONNRESET once they have read what it wrote.
 func (s *Simulator) Destroy(domid uint16) {
 	s.mu.Lock()
 	delete(s.hosts, domid)
 	s.mu.Unlock()
-	s.grants.CloseDomain(domid)
+	s.grants.DestroyDomain(domid)
 	s.events.CloseDomain(domid)
 	_ = s.store.ReleaseDomain(domid)
 }

@@ -23,8 +23,14 @@ import (
 // connPair connects a dom0 server to a dom1 client on a fresh simulator.
 func connPair(t testing.TB, read, write int) (sim *Simulator, srv, cli *Conn) {
 	t.Helper()
+	return connPairDoms(t, 0, 1, read, write)
+}
+
+// connPairDoms connects a server in domain sd to a client in domain cd.
+func connPairDoms(t testing.TB, sd, cd uint16, read, write int) (sim *Simulator, srv, cli *Conn) {
+	t.Helper()
 	sim = NewSimulator()
-	ln, err := Listen(1, "7000", &Config{Host: sim.Domain(0), ReadBufferSize: read, WriteBufferSize: write})
+	ln, err := Listen(cd, "7000", &Config{Host: sim.Domain(sd), ReadBufferSize: read, WriteBufferSize: write})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,7 @@ func connPair(t testing.TB, read, write int) (sim *Simulator, srv, cli *Conn) {
 	dialed := make(chan error, 1)
 	go func() {
 		var err error
-		cli, err = Dial(0, "7000", &Config{Host: sim.Domain(1)})
+		cli, err = Dial(sd, "7000", &Config{Host: sim.Domain(cd)})
 		dialed <- err
 	}()
 	ln.SetDeadline(time.Now().Add(5 * time.Second))
@@ -368,24 +374,50 @@ func TestXenstoreLifecycle(t *testing.T) {
 	}
 }
 
-// TestPeerDomainDestroyed: when the peer domain dies, the kernel's unmap
-// notify clears its live byte and wakes us: Read returns EOF promptly.
+// TestPeerDomainDestroyed: when the peer's domain is destroyed, no unmap
+// notification comes (its kernel is gone); @releaseDomain does, and dom0 can
+// see the peer's home is gone. Blocked and
+// later operations fail promptly with ECONNRESET, after what the peer wrote
+// before dying has been read. Both roles.
 func TestPeerDomainDestroyed(t *testing.T) {
-	sim, srv, _ := connPair(t, 0, 0)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := srv.Read(make([]byte, 8))
-		errc <- err
-	}()
-	time.Sleep(10 * time.Millisecond)
-	sim.Destroy(1)
-	select {
-	case err := <-errc:
-		if err != io.EOF {
-			t.Errorf("Read when the peer domain died = %v, want io.EOF", err)
+	for _, victimIsClient := range []bool{true, false} {
+		// The survivor is dom0, which may read every domain's home; between
+		// two domUs, xenstore cannot tell (see peerwatch.go).
+		sim, srv, cli := connPairDoms(t, 0, 3, 0, 0)
+		survivor, victim, victimDom := srv, cli, uint16(3)
+		if !victimIsClient {
+			sim, srv, cli = connPairDoms(t, 2, 0, 0, 0)
+			survivor, victim, victimDom = cli, srv, 2
 		}
-	case <-time.After(100 * time.Millisecond):
-		t.Fatal("Read did not notice the peer domain dying within 100 ms")
+		victim.Write([]byte("last words"))
+		buf := make([]byte, 64)
+		if n, err := survivor.Read(buf); err != nil || string(buf[:n]) != "last words" {
+			t.Fatalf("read %q, %v", buf[:n], err)
+		}
+		victim.Write([]byte("more"))
+		errc := make(chan error, 1)
+		go func() {
+			survivor.Read(buf) // "more"
+			_, err := survivor.Read(buf)
+			errc <- err
+		}()
+		time.Sleep(10 * time.Millisecond)
+		start := time.Now()
+		sim.Destroy(victimDom)
+		select {
+		case err := <-errc:
+			if !errors.Is(err, syscall.ECONNRESET) || !strings.Contains(err.Error(), "gone") {
+				t.Errorf("Read when the peer domain was destroyed = %v, want ECONNRESET saying it is gone", err)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("Read did not notice the peer domain being destroyed within 1 s")
+		}
+		t.Logf("peer domain %d destroyed: noticed in %v", victimDom, time.Since(start))
+		if _, err := survivor.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("Write after the peer domain was destroyed = %v, want ECONNRESET", err)
+		}
+		survivor.Close()
+		victim.Close() // the dead domain's objects still close cleanly
 	}
 }
 

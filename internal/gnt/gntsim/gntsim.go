@@ -163,7 +163,16 @@ func (t *Table) Mapped(domid uint16) int {
 //
 // Call it before the event switch's CloseDomain for the same domain, so that
 // the notifications still find its ports bound.
-func (t *Table) CloseDomain(domid uint16) {
+func (t *Table) CloseDomain(domid uint16) { t.closeDomain(domid, true) }
+
+// DestroyDomain simulates Xen destroying domain domid (xl destroy): its
+// grants are revoked and its handles fail, like CloseDomain, but no unmap
+// notification fires, because no kernel of that domain runs any more to
+// clear a byte or send an event. Peers learn of it from xenstore
+// (@releaseDomain), as on Xen.
+func (t *Table) DestroyDomain(domid uint16) { t.closeDomain(domid, false) }
+
+func (t *Table) closeDomain(domid uint16, notify bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := t.doms[domid]
@@ -188,6 +197,13 @@ func (t *Table) CloseDomain(domid uint16) {
 	for _, r := range regions {
 		// Everything the kernel does when a domain dies, except the
 		// munmap: the region stays mapped until its owner closes it.
+		if !notify {
+			r.notify = gnt.UnmapNotify{}
+			if r.hold != nil {
+				r.hold.Release()
+				r.hold = nil
+			}
+		}
 		_ = t.closeLocked(r)
 		r.orphaned = true
 	}
