@@ -1,0 +1,677 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
+)
+
+// The binaries under test, built once by TestMain (without -race: the
+// processes are what is tested, and they must be fast).
+var catBin, simdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "vchan-cat-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	gobin := "go"
+	if p, err := exec.LookPath("go"); err == nil {
+		gobin = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "build", "-o", dir+string(filepath.Separator),
+		"github.com/vchan-go/vchan/cmd/vchan-cat", "github.com/vchan-go/vchan/cmd/vchan-simd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
+		return 1
+	}
+	catBin, simdBin = filepath.Join(dir, "vchan-cat"), filepath.Join(dir, "vchan-simd")
+	return m.Run()
+}
+
+// procTimeout bounds every process a test starts.
+const procTimeout = 90 * time.Second
+
+// startSim runs a vchan-simd in a fresh directory for the test and returns
+// the directory. The path is kept short: unix socket paths are limited.
+func startSim(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vcs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := newProc(t, simdBin, "-dir", dir)
+	p.start()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.wait(5 * time.Second)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "control")); err == nil {
+			return dir
+		}
+		if time.Now().After(deadline) || p.exited() {
+			t.Fatalf("vchan-simd did not start: %s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proc is a process under test.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+
+	childEnds []*os.File // closed once the child has them
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newProc(t *testing.T, bin string, args ...string) *proc {
+	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
+	t.Cleanup(cancel)
+	p := &proc{t: t, name: filepath.Base(bin) + " " + strings.Join(args, " "), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, bin, args...)
+	p.cmd.Stderr = p.stderr
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VCHAN_") {
+			env = append(env, kv)
+		}
+	}
+	p.cmd.Env = env
+	return p
+}
+
+// cat prepares a vchan-cat as domain domid of the simulator in dir.
+func cat(t *testing.T, dir string, domid int, args ...string) *proc {
+	return newProc(t, catBin, append([]string{"-host", "sim", "-sim-dir", dir, "-domid", fmt.Sprint(domid)}, args...)...)
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+	for _, f := range p.childEnds {
+		f.Close()
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	p.t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to d for the process to exit and returns its exit code
+// (-1 if it did not exit in time, 128+n for signal n).
+func (p *proc) wait(d time.Duration) int {
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		return -1
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		return -2
+	}
+	return 0
+}
+
+// mustExit fails the test unless the process exits within d with code want.
+func (p *proc) mustExit(d time.Duration, want int) {
+	p.t.Helper()
+	if got := p.wait(d); got != want {
+		p.t.Fatalf("%s: exit code %d, want %d (-1: still running after %v); stderr:\n%s", p.name, got, want, d, p.stderr.String())
+	}
+}
+
+// pipes gives the process a stdin and a stdout the test drives. They are
+// os.Pipes, not Cmd.StdinPipe/StdoutPipe, which Wait closes while the test
+// may still be reading.
+func (p *proc) pipes() (stdin io.WriteCloser, stdout io.ReadCloser) {
+	p.t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd.Stdin, p.cmd.Stdout = inR, outW
+	p.childEnds = append(p.childEnds, inR, outW)
+	p.t.Cleanup(func() {
+		inW.Close()
+		outR.Close()
+	})
+	return inW, outR
+}
+
+// waitStderr waits up to d for the process's stderr to match re.
+func (p *proc) waitStderr(re string, d time.Duration) string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(d)
+	for {
+		s := p.stderr.String()
+		if m := rx.FindStringSubmatch(s); m != nil {
+			return m[len(m)-1]
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: stderr does not match %q after %v:\n%s", p.name, re, d, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// oneLine fails the test unless the process wrote exactly one line on
+// stderr, matching each of the wanted regular expressions.
+func (p *proc) oneLine(want ...string) {
+	p.t.Helper()
+	s := p.stderr.String()
+	if strings.Count(s, "\n") != 1 || !strings.HasSuffix(s, "\n") || !strings.HasPrefix(s, "vchan-cat: ") {
+		p.t.Fatalf("%s: want one line on stderr, got:\n%s", p.name, s)
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(w).MatchString(s) {
+			p.t.Errorf("%s: stderr %q does not match %q", p.name, s, w)
+		}
+	}
+}
+
+// vchanNodes lists what is left in xenstore under dom0's vchans for
+// domain 1.
+func vchanNodes(t *testing.T, dir string) []string {
+	t.Helper()
+	c, err := xsclient.DialSocket(simd.XenstorePath(dir, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names, err := c.Directory("/local/domain/0/data/vchan/1")
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func noVchanNodes(t *testing.T, dir string) {
+	t.Helper()
+	if names := vchanNodes(t, dir); len(names) != 0 {
+		t.Errorf("xenstore still has /local/domain/0/data/vchan/1/%v", names)
+	}
+}
+
+// TestTransfer100MiB sends 100 MiB of pseudo-random data from a client to a
+// server and compares hashes.
+func TestTransfer100MiB(t *testing.T) {
+	const total = 100 << 20
+	dir := startSim(t)
+	srv := cat(t, dir, 0, "-l", "1", "bulk")
+	srvIn, srvOut := srv.pipes()
+	srvIn.Close()
+	srv.start()
+	cli := cat(t, dir, 1, "0", "bulk")
+	cliIn, cliOut := cli.pipes()
+	cliOut.Close()
+	cli.start()
+
+	start := time.Now()
+	recvHash := make(chan []byte, 1)
+	go func() {
+		h := sha256.New()
+		io.Copy(h, srvOut)
+		recvHash <- h.Sum(nil)
+	}()
+	sent := sha256.New()
+	rng := rand.NewChaCha8([32]byte{'v', 'c', 'h', 'a', 'n'})
+	buf := make([]byte, 256<<10)
+	for n := 0; n < total; n += len(buf) {
+		rng.Read(buf)
+		sent.Write(buf)
+		if _, err := cliIn.Write(buf); err != nil {
+			t.Fatalf("writing to the client: %v; client stderr:\n%s", err, cli.stderr.String())
+		}
+	}
+	cliIn.Close()
+	cli.mustExit(30*time.Second, 0)
+	srv.mustExit(5*time.Second, 0)
+	var got []byte
+	select {
+	case got = <-recvHash:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server's output did not end")
+	}
+	d := time.Since(start)
+	if want := sent.Sum(nil); !bytes.Equal(got, want) {
+		t.Fatalf("sha256 received %x, sent %x", got, want)
+	}
+	t.Logf("100 MiB in %v: %.0f MiB/s", d.Round(time.Millisecond), float64(total>>20)/d.Seconds())
+	if s := srv.stderr.String() + cli.stderr.String(); s != "" {
+		t.Errorf("unexpected stderr:\n%s", s)
+	}
+	noVchanNodes(t, dir)
+}
+
+// readLine reads one line from r within a bounded time.
+func readLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	type result struct {
+		s   string
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		s, err := r.ReadString('\n')
+		c <- result{s, err}
+	}()
+	select {
+	case res := <-c:
+		if res.err != nil {
+			t.Fatalf("reading a line: %q, %v", res.s, res.err)
+		}
+		return res.s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line within 10s")
+	}
+	return ""
+}
+
+func TestExec(t *testing.T) {
+	t.Run("request-reply", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p", "-e", `read x; echo "got $x from $VCHAN_REMOTE_ADDR"`)
+		srv.start()
+		cli := cat(t, dir, 1, "-q", "-1", "0", "p")
+		cli.cmd.Stdin = strings.NewReader("hello\n")
+		var out bytes.Buffer
+		cli.cmd.Stdout = &out
+		cli.start()
+		cli.mustExit(10*time.Second, 0)
+		srv.mustExit(5*time.Second, 0)
+		if want := "got hello from dom1:/local/domain/0/data/vchan/1/p\n"; out.String() != want {
+			t.Errorf("client got %q, want %q", out.String(), want)
+		}
+		noVchanNodes(t, dir)
+	})
+	t.Run("echo", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p", "-e", "cat")
+		srv.start()
+		cli := cat(t, dir, 1, "0", "p")
+		in, out := cli.pipes()
+		cli.start()
+		r := bufio.NewReader(out)
+		for _, msg := range []string{"ping\n", "pong\n", strings.Repeat("x", 100000) + "\n"} {
+			if _, err := io.WriteString(in, msg); err != nil {
+				t.Fatal(err)
+			}
+			if got := readLine(t, r); got != msg {
+				t.Fatalf("echoed %.40q..., want %.40q...", got, msg)
+			}
+		}
+		in.Close()
+		cli.mustExit(10*time.Second, 0)
+		srv.mustExit(5*time.Second, 0)
+	})
+	t.Run("client-side", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p")
+		in, out := srv.pipes()
+		srv.start()
+		cli := cat(t, dir, 1, "0", "p", "-e", `echo hi; read y; echo "bye $y"`)
+		cli.start()
+		r := bufio.NewReader(out)
+		if got := readLine(t, r); got != "hi\n" {
+			t.Fatalf("got %q", got)
+		}
+		io.WriteString(in, "you\n")
+		if got := readLine(t, r); got != "bye you\n" {
+			t.Fatalf("got %q", got)
+		}
+		cli.mustExit(10*time.Second, 0)
+		srv.mustExit(5*time.Second, 0)
+		in.Close()
+	})
+}
+
+// echoServer serves network/addr, echoing every connection.
+func echoServer(t *testing.T, network, addr string) net.Listener {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return l
+}
+
+// TestBridge runs a local client → (-unix-listen|-tcp-listen) vchan-cat
+// → vchan → vchan-cat -l (-unix-connect|-tcp-connect) → echo server chain,
+// so each bridge carries data both ways.
+func TestBridge(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			dir := startSim(t)
+			var echoAddr, listenAddr string
+			if network == "unix" {
+				echoAddr, listenAddr = filepath.Join(dir, "echo.sock"), filepath.Join(dir, "front.sock")
+			} else {
+				echoAddr, listenAddr = "127.0.0.1:0", "127.0.0.1:0"
+			}
+			echo := echoServer(t, network, echoAddr)
+			srv := cat(t, dir, 0, "-l", "-k", "1", "br", "-"+network+"-connect", echo.Addr().String())
+			srv.start()
+			cli := cat(t, dir, 1, "-v", "-k", "-"+network+"-listen", listenAddr, "0", "br")
+			cli.start()
+			front := cli.waitStderr(`listening on `+network+` (\S+);`, 10*time.Second)
+
+			// Several local clients, two at a time, each doing request and
+			// reply rounds and a bulk echo of 1 MiB.
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			for i := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- bridgeClient(network, front, i)
+				}()
+				if i%2 == 1 {
+					wg.Wait()
+				}
+			}
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			for _, p := range []*proc{cli, srv} {
+				p.cmd.Process.Signal(syscall.SIGTERM)
+				p.mustExit(5*time.Second, 128+int(syscall.SIGTERM))
+			}
+			if strings.Contains(srv.stderr.String(), "vchan-cat:") {
+				t.Errorf("server stderr:\n%s", srv.stderr.String())
+			}
+			noVchanNodes(t, dir)
+			if network == "unix" {
+				if _, err := os.Stat(listenAddr); err == nil {
+					t.Errorf("%s left behind", listenAddr)
+				}
+			}
+		})
+	}
+}
+
+func bridgeClient(network, addr string, id int) error {
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	for round := range 3 {
+		msg := fmt.Sprintf("client %d round %d\n", id, round)
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		got, err := r.ReadString('\n')
+		if err != nil || got != msg {
+			return fmt.Errorf("client %d: got %q, %v; want %q", id, got, err, msg)
+		}
+	}
+	bulk := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{byte(id)}).Read(bulk)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(bulk)
+		werr <- err
+	}()
+	back := make([]byte, len(bulk))
+	if _, err := io.ReadFull(r, back); err != nil {
+		return fmt.Errorf("client %d: bulk echo: %v", id, err)
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if !bytes.Equal(back, bulk) {
+		return fmt.Errorf("client %d: bulk echo differs", id)
+	}
+	return nil
+}
+
+// readN reads n bytes of r within a bounded time.
+func readN(t *testing.T, r io.Reader, n int64) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.Discard, r, n)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("reading %d bytes: %v", n, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("reading %d bytes: timeout", n)
+	}
+}
+
+func devZero(t *testing.T) *os.File {
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// kill9 kills p with SIGKILL and returns when it is gone.
+func kill9(t *testing.T, p *proc) {
+	t.Helper()
+	p.cmd.Process.Kill()
+	p.mustExit(5*time.Second, 128+int(syscall.SIGKILL))
+}
+
+// peerGone matches what a sender says when its peer dies: its write failed
+// (the live byte cleared, or the library saw the peer's domain released), or
+// input was still waiting.
+const peerGone = `broken pipe \(the peer closed or went away|peer domain \d+ is gone|the peer closed the connection before all of the input was sent`
+
+// TestKill kills one side mid-stream.
+func TestKill(t *testing.T) {
+	t.Run("server-while-client-sends", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p")
+		_, out := srv.pipes()
+		srv.start()
+		cli := cat(t, dir, 1, "0", "p")
+		cli.cmd.Stdin = devZero(t)
+		cli.start()
+		readN(t, out, 4<<20)
+		kill9(t, srv)
+		cli.mustExit(time.Second, 1)
+		cli.oneLine(peerGone, "dom0:/local/domain/0/data/vchan/1/p")
+	})
+	t.Run("client-while-server-sends", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p")
+		srv.cmd.Stdin = devZero(t)
+		srv.start()
+		cli := cat(t, dir, 1, "0", "p")
+		_, out := cli.pipes()
+		cli.start()
+		readN(t, out, 4<<20)
+		kill9(t, cli)
+		srv.mustExit(time.Second, 1)
+		srv.oneLine(peerGone, "dom1:/local/domain/0/data/vchan/1/p")
+		noVchanNodes(t, dir)
+	})
+	t.Run("sender", func(t *testing.T) {
+		// vchan has no reset: a peer that dies looks like one that
+		// closed. The receiver ends promptly with what it got.
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "1", "p")
+		_, out := srv.pipes()
+		srv.start()
+		cli := cat(t, dir, 1, "0", "p")
+		cli.cmd.Stdin = devZero(t)
+		cli.start()
+		readN(t, out, 4<<20)
+		kill9(t, cli)
+		go io.Copy(io.Discard, out)
+		srv.mustExit(time.Second, 0)
+		noVchanNodes(t, dir)
+	})
+	t.Run("keep-listening", func(t *testing.T) {
+		dir := startSim(t)
+		srv := cat(t, dir, 0, "-l", "-k", "1", "p")
+		srv.cmd.Stdin = devZero(t)
+		srv.start()
+		for i := range 2 {
+			cli := cat(t, dir, 1, "0", "p")
+			_, out := cli.pipes()
+			cli.start()
+			readN(t, out, 4<<20)
+			kill9(t, cli)
+			start := time.Now()
+			srv.waitStderr(fmt.Sprintf(`(?s)(.*(%s).*\n){%d}`, peerGone, i+1), time.Second)
+			t.Logf("the server reported the dead client %d after %v", i, time.Since(start).Round(time.Millisecond))
+			if srv.exited() {
+				t.Fatalf("the -k server exited: %s", srv.stderr.String())
+			}
+		}
+		if got := vchanNodes(t, dir); len(got) != 1 || got[0] != "p" {
+			t.Errorf("while listening, xenstore has %v under dom0's vchans for dom1, want [p]", got)
+		}
+		srv.cmd.Process.Signal(syscall.SIGTERM)
+		srv.mustExit(5*time.Second, 128+int(syscall.SIGTERM))
+		noVchanNodes(t, dir)
+	})
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := startSim(t)
+	t.Run("no-server", func(t *testing.T) {
+		p := cat(t, dir, 1, "-t", "1s", "0", "nobody")
+		start := time.Now()
+		p.start()
+		p.mustExit(3*time.Second, 1)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("took %v", d)
+		}
+		p.oneLine("/local/domain/0/data/vchan/1/nobody")
+	})
+	t.Run("no-simulator", func(t *testing.T) {
+		p := cat(t, t.TempDir(), 1, "0", "p")
+		p.start()
+		p.mustExit(3*time.Second, 1)
+		p.oneLine("vchan-simd")
+	})
+	t.Run("no-domid", func(t *testing.T) {
+		p := newProc(t, catBin, "-host", "sim", "-sim-dir", dir, "-l", "1", "p")
+		p.start()
+		p.mustExit(3*time.Second, 1)
+		p.oneLine("-domid")
+	})
+	t.Run("usage", func(t *testing.T) {
+		p := cat(t, dir, 1, "-l", "1")
+		p.start()
+		p.mustExit(3*time.Second, 2)
+	})
+	t.Run("auto-sim-notice", func(t *testing.T) {
+		if _, err := os.Stat(xenEvtchnDevice); err == nil {
+			t.Skip("Xen is here")
+		}
+		p := newProc(t, catBin, "-domid", "1", "-t", "100ms", "0", "p")
+		p.cmd.Env = append(p.cmd.Env, "VCHAN_SIM_DIR="+dir)
+		p.start()
+		p.mustExit(3*time.Second, 1)
+		if s := p.stderr.String(); !strings.HasPrefix(s, "vchan-cat: no Xen here, using the simulator in "+dir+" as domain 1\n") {
+			t.Errorf("stderr:\n%s", s)
+		}
+	})
+}
