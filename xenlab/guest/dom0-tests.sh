@@ -1,0 +1,354 @@
+#!/bin/bash
+# The lab's test plan, run by dom0's init as /share/run.sh. Every result is
+# one line "XENLAB-RESULT <id> PASS|FAIL|NOT-RUN <detail>" on the console and
+# in /share/results.txt; run.sh on the host rolls them up into the summary.
+# Every wait is bounded: a step that hangs fails, and the plan goes on.
+set -u
+export PATH=/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+S=/share
+B=/tmp/bin
+R=$S/results.txt
+L=$S/logs
+: >"$R"
+mkdir -p "$B" "$L"
+cp "$S"/bin/* "$B"/
+GO=$B/vchanpeer
+REF=/usr/local/bin/vchan-ref
+U= # the domU's id, once it runs
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+T0=$(now_ms)
+log() { echo "XENLAB-LOG +$((($(now_ms) - T0) / 1000))s $*"; }
+result() { # id status detail...
+	local id=$1 st=$2
+	shift 2
+	echo "XENLAB-RESULT $id $st $*"
+	echo "$id $st $*" >>"$R"
+}
+
+# gotest ID BINARY TESTREGEX MUSTPASS...: runs a Go test binary; PASS only if
+# it succeeds and each MUSTPASS test ran and passed (not skipped).
+gotest() {
+	local id=$1 bin=$2 run=$3 out rc t
+	shift 3
+	out=$L/$id.txt
+	t=$(now_ms)
+	VCHAN_TEST_DOMID=0 timeout -k 5 300 "$B/$bin" -test.v -test.count=1 -test.timeout 280s -test.run "$run" >"$out" 2>&1
+	rc=$?
+	sed 's/^/    /' "$out" | grep -E -e '^    (--- |=== RUN|ok|FAIL|PASS|panic)' -e '_test.go:[0-9]+:' | head -80
+	for want in "$@"; do
+		if ! grep -q -- "--- PASS: $want " "$out"; then
+			result "$id" FAIL "$want did not pass (rc=$rc, log logs/$id.txt)"
+			return
+		fi
+	done
+	if [ $rc -ne 0 ]; then
+		result "$id" FAIL "rc=$rc (log logs/$id.txt)"
+	else
+		result "$id" PASS "$(($(now_ms) - t)) ms"
+	fi
+}
+
+# waitnode PATH SECONDS: waits until a xenstore node exists.
+# (A wall-clock deadline: under TCG each xenstore-read takes tens of ms.)
+waitnode() {
+	local end=$((SECONDS + $2))
+	until xenstore-read "$1" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.05
+	done
+}
+
+# The domU runs commands dom0 writes to its data/cmd/<n> (see domu-init.sh).
+N=0
+ucmd_start() {
+	N=$((N + 1))
+	xenstore-write "/local/domain/$U/data/cmd/$N" "$1"
+}
+# (Not in a subshell: N must advance in this shell.)
+ucmd_wait() { # SECONDS: sets UC_RC to the rc of the last command, 124 on timeout
+	UC_RC=124
+	if waitnode "/local/domain/$U/data/rc/$N" "$1"; then
+		UC_RC=$(xenstore-read "/local/domain/$U/data/rc/$N")
+	fi
+}
+ucmd() { ucmd_start "$1" && ucmd_wait "$2"; }
+
+# Data: random files of these sizes on both sides.
+SIZES="1048576 4194304 ${TPUT_BYTES:=16777216}"
+for s in $SIZES; do
+	head -c "$s" /dev/urandom >"/tmp/d$s"
+	sha0[s]=$(sha256sum <"/tmp/d$s" | cut -c1-64)
+done
+sha0[0]=$(sha256sum </dev/null | cut -c1-64)
+sum0() { echo "${sha0[$1]}"; }
+K=0
+bin() { if [ "$1" = go ]; then echo "$GO"; else echo "$REF"; fi; }
+
+# xfer ID SRVSIDE SRVIMPL CLIIMPL RING BYTES0 BYTESU: one transfer between
+# dom0 and the domU (or within dom0 when SRVSIDE is self), BYTES0 from dom0
+# and BYTESU from the other side (0 = nothing), checked by sha256 on arrival.
+# Sets XFER_MS to the time from starting the client until both ends were done.
+xfer() {
+	local id=$1 side=$2 simpl=$3 cimpl=$4 ring=$5 b0=$6 bu=$7
+	local path pid rc0 rcu src0 srcu shaU shaGot detail
+	XFER_MS=
+	src0=/dev/null srcu=/dev/null
+	[ "$b0" = 0 ] || src0=/tmp/d$b0
+	[ "$bu" = 0 ] || srcu=/tmp/d$bu
+	local ucmdline
+	K=$((K + 1))
+	case $side in
+	self)
+		path=/local/domain/0/data/x$K
+		timeout -k 2 120 "$(bin "$simpl")" server 0 "$path" "$bu" "$ring" <"$src0" >/tmp/out.s 2>"$L/$id.server.err" &
+		pid=$!
+		if ! waitnode "$path/ring-ref" 30; then
+			kill -9 $pid 2>/dev/null
+			wait $pid 2>/dev/null
+			result "$id" FAIL "server did not publish $path/ring-ref in 30 s: $(head -c 300 "$L/$id.server.err")"
+			return
+		fi
+		local t
+		t=$(now_ms)
+		timeout -k 2 120 "$(bin "$cimpl")" client 0 "$path" "$b0" <"$srcu" >/tmp/out.c 2>"$L/$id.client.err"
+		rcu=$?
+		wait $pid
+		rc0=$?
+		XFER_MS=$(($(now_ms) - t))
+		shaGot=$(sha256sum </tmp/out.s | cut -c1-64) # what the server got
+		shaU=$(sha256sum </tmp/out.c | cut -c1-64)   # what the client got
+		detail="server $simpl rc=$rc0, client $cimpl rc=$rcu, ring $ring, ${b0}+${bu} B, $XFER_MS ms"
+		if [ $rc0 = 0 ] && [ $rcu = 0 ] && [ "$shaGot" = "$(sum0 "$bu")" ] && [ "$shaU" = "$(sum0 "$b0")" ]; then
+			result "$id" PASS "$detail"
+		else
+			result "$id" FAIL "$detail; to-server sum ok=$([ "$shaGot" = "$(sum0 "$bu")" ] && echo y || echo n) to-client sum ok=$([ "$shaU" = "$(sum0 "$b0")" ] && echo y || echo n); server: $(tail -c 300 "$L/$id.server.err") client: $(tail -c 300 "$L/$id.client.err")"
+		fi
+		rm -f /tmp/out.s /tmp/out.c
+		return
+		;;
+	dom0)
+		path=/local/domain/0/data/x$K
+		timeout -k 2 120 "$(bin "$simpl")" server "$U" "$path" "$bu" "$ring" <"$src0" >/tmp/out0 2>"$L/$id.dom0.err" &
+		pid=$!
+		if ! waitnode "$path/ring-ref" 30; then
+			kill -9 $pid 2>/dev/null
+			wait $pid 2>/dev/null
+			result "$id" FAIL "dom0 server did not publish $path/ring-ref in 30 s: $(head -c 300 "$L/$id.dom0.err")"
+			return
+		fi
+		ucmdline="timeout 120 $(ubin "$cimpl") client 0 $path $b0 <$srcu >/tmp/o 2>/tmp/e"
+		;;
+	domU)
+		path=/local/domain/$U/data/x$K
+		ucmdline="timeout 120 $(ubin "$simpl") server 0 $path $b0 $ring <$srcu >/tmp/o 2>/tmp/e"
+		;;
+	esac
+	local t
+	t=$(now_ms)
+	ucmd_start "$ucmdline; rc=\$?; cat /tmp/e; xenstore-write data/sha/x$K \$(sha256sum </tmp/o | cut -c1-64); exit \$rc"
+	if [ "$side" = domU ]; then
+		if ! waitnode "$path/ring-ref" 30; then
+			ucmd_wait 130
+			rcu=$UC_RC
+			result "$id" FAIL "domU server did not publish $path/ring-ref in 30 s (domU rc=$rcu)"
+			return
+		fi
+		t=$(now_ms)
+		timeout -k 2 120 "$(bin "$cimpl")" client "$U" "$path" "$bu" <"$src0" >/tmp/out0 2>"$L/$id.dom0.err"
+		rc0=$?
+	else
+		wait "$pid"
+		rc0=$?
+	fi
+	ucmd_wait 130
+	rcu=$UC_RC
+	XFER_MS=$(($(now_ms) - t))
+	shaGot=$(sha256sum </tmp/out0 | cut -c1-64)
+	shaU=$(xenstore-read "/local/domain/$U/data/sha/x$K" 2>/dev/null)
+	local want0 wantU
+	wantU=$(sum0 "$b0")
+	want0=$(sum0 0)
+	# The domU's files have their own contents: compare with its sums.
+	[ "$bu" = 0 ] || want0=$(xenstore-read "/local/domain/$U/data/sums/$bu")
+	detail="server $side/$simpl, client $cimpl, ring $ring, ${b0}+${bu} B, dom0 rc=$rc0, domU rc=$rcu, $XFER_MS ms"
+	if [ "$rc0" = 0 ] && [ "$rcu" = 0 ] && [ "$shaGot" = "$want0" ] && [ "$shaU" = "$wantU" ]; then
+		result "$id" PASS "$detail"
+	else
+		result "$id" FAIL "$detail; to-dom0 sum ok=$([ "$shaGot" = "$want0" ] && echo y || echo n) to-domU sum ok=$([ "$shaU" = "$wantU" ] && echo y || echo n); dom0: $(tail -c 300 "$L/$id.dom0.err")"
+	fi
+	rm -f /tmp/out0
+}
+ubin() { if [ "$1" = go ]; then echo /usr/local/bin/vchanpeer; else echo /usr/local/bin/vchan-ref; fi; }
+
+# killtest ID VICTIM-ROLE VICTIM-IMPL: a Go survivor in -wait-close mode and
+# a victim peer, both in dom0; kill -9 the victim and measure how long the
+# survivor takes to see the connection close.
+killtest() {
+	local id=$1 vrole=$2 vimpl=$3 path=/local/domain/0/data/k$2$3 spid vpid t closed lat
+	if [ "$vrole" = client ]; then
+		timeout -k 2 60 "$GO" -wait-close server 0 "$path" 0 65536 </dev/null 2>"$L/$id.survivor.err" &
+		spid=$!
+		waitnode "$path/ring-ref" 30 || { result "$id" FAIL "no ring-ref"; kill -9 $spid; return; }
+		sleep 1000 | "$(bin "$vimpl")" client 0 "$path" -1 >/dev/null 2>"$L/$id.victim.err" &
+		vpid=$!
+	else
+		sleep 1000 | "$(bin "$vimpl")" server 0 "$path" -1 65536 >/dev/null 2>"$L/$id.victim.err" &
+		vpid=$!
+		waitnode "$path/ring-ref" 30 || { result "$id" FAIL "no ring-ref"; kill -9 $vpid; return; }
+		timeout -k 2 60 "$GO" -wait-close client 0 "$path" 0 </dev/null 2>"$L/$id.survivor.err" &
+		spid=$!
+	fi
+	local i=0
+	until grep -q connected "$L/$id.survivor.err"; do
+		i=$((i + 1))
+		if [ $i -gt 600 ]; then
+			result "$id" FAIL "survivor not connected in 30 s: $(tail -c 300 "$L/$id.survivor.err")"
+			kill -9 $vpid $spid 2>/dev/null
+			return
+		fi
+		sleep 0.05
+	done
+	sleep 0.5
+	t=$(date +%s%N)
+	kill -9 $vpid
+	wait $spid
+	closed=$(awk '/^closed-at/ { print $2 }' "$L/$id.survivor.err")
+	pkill -P $$ -x sleep 2>/dev/null
+	if [ -z "$closed" ]; then
+		result "$id" FAIL "survivor never saw the close: $(tail -c 300 "$L/$id.survivor.err")"
+		return
+	fi
+	lat=$(((closed - t) / 1000))
+	local how
+	how=$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")
+	if [ $lat -lt 100000 ]; then
+		result "$id" PASS "victim $vrole/$vimpl killed, Go survivor saw close after $((lat / 1000)).$(printf %03d $((lat % 1000))) ms:$how"
+	else
+		result "$id" FAIL "victim $vrole/$vimpl killed, Go survivor saw close after $((lat / 1000)) ms (limit 100):$how"
+	fi
+}
+
+log "dom0 test plan starts; $(xl info 2>/dev/null | grep -E '^(xen_version|total_memory|free_memory)' | tr -s ' ' | paste -sd' ')"
+
+### a. Real devices in dom0
+gotest a.evtchn evtchn.test . TestRealDevice
+gotest a.gnt gnt.test . TestRealDevices
+gotest a.xenstore-socket guesttest.test '^TestXenstoreSocket$' TestXenstoreSocket
+gotest a.xenstore-device guesttest.test '^TestXenstoreDevice$' TestXenstoreDevice
+
+### b. nettest.TestConn over XenHost within dom0
+gotest b.nettest-self guesttest.test '^TestConnSelf$' TestConnSelf/inpage-0x0 TestConnSelf/65536x65536 TestConnSelf/1MiBx1MiB
+
+### d (within dom0). Interop with libxenvchan, both in dom0
+for ring in 0 4096 65536 1048576; do
+	xfer "d.self-gosrv-refcli-$ring" self go ref "$ring" 1048576 1048576
+	xfer "d.self-refsrv-gocli-$ring" self ref go "$ring" 1048576 1048576
+done
+xfer "c.self-gosrv-gocli-65536" self go go 65536 4194304 4194304
+
+### e. Faults within dom0: kill -9 of the peer process
+killtest e.kill1 client go
+killtest e.kill2 client ref
+killtest e.kill3 server go
+killtest e.kill4 server ref
+
+### c. dom0 <-> domU
+cat >/tmp/domu.cfg <<EOF
+name = "domu1"
+type = "pv"
+kernel = "/tmp/vmlinux"
+ramdisk = "/tmp/domu-initrd.cpio"
+cmdline = "console=hvc0"
+memory = 320
+vcpus = 1
+on_crash = "preserve"
+EOF
+cp "$S/vmlinux" "$S/domu-initrd.cpio" /tmp/
+log "xl create"
+if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid domu1) &&
+	waitnode "/local/domain/$U/data/ready" 90; then
+	log "domU $U ready"
+	# The domU's data files and their sums.
+	ucmd "for s in $SIZES; do head -c \$s /dev/urandom >/tmp/d\$s; xenstore-write data/sums/\$s \$(sha256sum </tmp/d\$s | cut -c1-64); done" 120
+	[ "$UC_RC" = 0 ] || result c.domu-data FAIL "making data in the domU: rc=$UC_RC"
+	gotest_domu() { # ID TESTREGEX MUSTPASS: guesttest.test in the domU
+		ucmd "timeout 200 /usr/local/bin/guesttest.test -test.v -test.count=1 -test.run '$2' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: $3 ' /tmp/gt.txt || exit 99; exit \$rc" 220
+		if [ "$UC_RC" = 0 ]; then result "$1" PASS "in domU $U"; else result "$1" FAIL "in domU $U: rc=$UC_RC (see logs/guest-domu1.log)"; fi
+	}
+	gotest_domu a.domu-xenstore-device '^TestXenstoreDevice$' TestXenstoreDevice
+	gotest_domu b.domu-nettest-self '^TestConnSelf$/^65536x65536$' TestConnSelf/65536x65536
+
+	xfer c.dom0srv-go-go dom0 go go 65536 4194304 4194304
+	xfer c.domUsrv-go-go domU go go 65536 4194304 4194304
+	xfer c.dom0srv-go-go-1MiB dom0 go go 1048576 4194304 4194304
+
+	### d. interop across domains
+	for ring in 0 4096 65536 1048576; do
+		xfer "d.dom0srv-go-ref-$ring" dom0 go ref "$ring" 1048576 1048576
+		xfer "d.dom0srv-ref-go-$ring" dom0 ref go "$ring" 1048576 1048576
+		xfer "d.domUsrv-go-ref-$ring" domU go ref "$ring" 1048576 1048576
+		xfer "d.domUsrv-ref-go-$ring" domU ref go "$ring" 1048576 1048576
+	done
+
+	### f. throughput, Go vs libxenvchan, one way at a time
+	for ring in 65536 1048576; do
+		for impl in go ref; do
+			xfer "f.$impl-to-domU-$ring" dom0 "$impl" "$impl" "$ring" "$TPUT_BYTES" 0
+			echo "XENLAB-TPUT $impl dom0-to-domU $ring $TPUT_BYTES ${XFER_MS:-x}"
+			xfer "f.$impl-to-dom0-$ring" dom0 "$impl" "$impl" "$ring" 0 "$TPUT_BYTES"
+			echo "XENLAB-TPUT $impl domU-to-dom0 $ring $TPUT_BYTES ${XFER_MS:-x}"
+		done
+	done
+
+	### e. xl destroy of the domU while dom0 holds a Go server and a Go
+	### client connection to it.
+	p1=/local/domain/0/data/ed1
+	p2=/local/domain/$U/data/ed2
+	timeout -k 2 20 "$GO" -wait-close server "$U" "$p1" 0 65536 </dev/null 2>"$L/e.destroy.srv.err" &
+	s1=$!
+	waitnode "$p1/ring-ref" 30
+	ucmd_start "sleep 1000 | /usr/local/bin/vchanpeer client 0 $p1 -1 >/dev/null 2>/tmp/e1 & sleep 1000 | /usr/local/bin/vchanpeer server 0 $p2 -1 65536 >/dev/null 2>/tmp/e2"
+	waitnode "$p2/ring-ref" 30
+	timeout -k 2 20 "$GO" -wait-close client "$U" "$p2" 0 </dev/null 2>"$L/e.destroy.cli.err" &
+	c1=$!
+	i=0
+	until grep -q connected "$L/e.destroy.srv.err" && grep -q connected "$L/e.destroy.cli.err"; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || break
+		sleep 0.05
+	done
+	sleep 0.5
+	t=$(date +%s%N)
+	timeout 60 xl destroy domu1
+	td=$(date +%s%N)
+	wait $s1 $c1
+	for r in srv cli; do
+		closed=$(awk '/^closed-at/ { print $2 }' "$L/e.destroy.$r.err")
+		how=$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/e.destroy.$r.err")
+		if [ -n "$closed" ]; then
+			lat=$(((closed - t) / 1000000))
+			if [ $lat -lt 2000 ]; then
+				result "e.destroy-$r" PASS "Go $r in dom0 saw the close ${lat} ms after xl destroy started (xl destroy took $(((td - t) / 1000000)) ms):$how"
+			else
+				result "e.destroy-$r" FAIL "Go $r in dom0 saw the close only ${lat} ms after xl destroy:$how"
+			fi
+		else
+			result "e.destroy-$r" FAIL "Go $r in dom0 never saw the close: $(tail -c 300 "$L/e.destroy.$r.err")"
+		fi
+	done
+	pkill -P $$ -x sleep 2>/dev/null
+	sleep 1
+	if ! xenstore-read "$p1/ring-ref" >/dev/null 2>&1 && ! xenstore-read "/local/domain/$U/domid" >/dev/null 2>&1; then
+		result e.destroy-nodes PASS "the Go server's $p1 is gone; /local/domain/$U gone"
+	else
+		result e.destroy-nodes FAIL "left behind: $(xenstore-ls -f "$p1" 2>/dev/null | head -5 | tr '\n' ' ') $(xenstore-ls -f "/local/domain/$U" 2>/dev/null | head -3 | tr '\n' ' ')"
+	fi
+else
+	result c.domu-boot FAIL "domU did not come up: $(tail -c 400 "$L/xl-create.txt")"
+fi
+
+log "dom0 test plan done"
+xl dmesg >"$L/xl-dmesg.txt" 2>&1
+dmesg >"$L/dom0-dmesg.txt" 2>&1
+echo "XENLAB-DONE"

@@ -1,0 +1,276 @@
+package guesttest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/nettest"
+
+	"github.com/vchan-go/vchan/internal/xenstore"
+	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
+	"github.com/vchan-go/vchan/vchan"
+)
+
+const evtchnDevice = "/dev/xen/evtchn"
+
+// needXen skips the test outside a Xen domain.
+func needXen(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(evtchnDevice); err != nil {
+		t.Skipf("needs a Xen domain: %s is missing (%v); xenlab/run.sh runs these tests in one", evtchnDevice, err)
+	}
+}
+
+// xenstoredSocket is where xenstored listens in dom0, as xsclient.Dial
+// finds it.
+func xenstoredSocket() string {
+	dir := os.Getenv("XENSTORED_RUNDIR")
+	if dir == "" {
+		dir = xsclient.DefaultRunDir
+	}
+	return filepath.Join(dir, "socket")
+}
+
+func TestXenstoreSocket(t *testing.T) {
+	needXen(t)
+	sock := xenstoredSocket()
+	if _, err := os.Stat(sock); err != nil {
+		t.Skipf("needs xenstored's socket, which only dom0 has: %v", err)
+	}
+	c, err := xsclient.DialSocket(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exerciseXenstore(t, c)
+}
+
+func TestXenstoreDevice(t *testing.T) {
+	needXen(t)
+	c, err := xsclient.OpenDevice(xsclient.XenbusDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exerciseXenstore(t, c)
+}
+
+// exerciseXenstore runs every operation the vchan library uses against the
+// real xenstored, in this domain's data/ directory, and closes c.
+func exerciseXenstore(t *testing.T, c *xsclient.Client) {
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	idb, err := c.Read("domid")
+	if err != nil {
+		t.Fatalf("read own domid: %v", err)
+	}
+	var self uint16
+	if _, err := fmt.Sscan(string(idb), &self); err != nil {
+		t.Fatalf("domid %q: %v", idb, err)
+	}
+	home, err := c.DomainPath(self)
+	if err != nil || home != fmt.Sprintf("/local/domain/%d", self) {
+		t.Fatalf("DomainPath(%d) = %q, %v", self, home, err)
+	}
+	base := fmt.Sprintf("%s/data/guesttest-%d", home, os.Getpid())
+	t.Cleanup(func() { c.Rm(base) })
+
+	// Write and read back, absolute and relative; a value with a NUL.
+	val := []byte("v\x00alue")
+	if err := c.Write(base+"/a", val); err != nil {
+		t.Fatal(err)
+	}
+	rel := base[len(home)+1:]
+	if got, err := c.Read(rel + "/a"); err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("Read relative = %q, %v; want %q", got, err, val)
+	}
+	// A value at the device's payload limit still goes through.
+	big := bytes.Repeat([]byte{'x'}, 2000)
+	if err := c.Write(base+"/big", big); err != nil {
+		t.Fatalf("write 2000 bytes: %v", err)
+	}
+	if got, err := c.Read(base + "/big"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read 2000 bytes: %d bytes, %v", len(got), err)
+	}
+	if err := c.Mkdir(base + "/dir"); err != nil {
+		t.Fatal(err)
+	}
+	names, err := c.Directory(base)
+	slices.Sort(names)
+	if err != nil || !slices.Equal(names, []string{"a", "big", "dir"}) {
+		t.Fatalf("Directory = %q, %v", names, err)
+	}
+	if _, err := c.Read(base + "/missing"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("Read of a missing node = %v, want ENOENT", err)
+	}
+
+	// Permissions as libxenvchan sets them: owner self with no default
+	// access, read for domain 7.
+	perms := []xenstore.Perm{{Domain: self, Access: xenstore.AccessNone}, {Domain: 7, Access: xenstore.AccessRead}}
+	if err := c.SetPerms(base+"/a", perms); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetPerms(base + "/a"); err != nil || !slices.Equal(got, perms) {
+		t.Fatalf("GetPerms = %v, %v; want %v", got, err, perms)
+	}
+
+	// A transaction commits atomically; an aborted one leaves no trace.
+	err = xenstore.Update(c, func(tx xenstore.Ops) error {
+		if err := tx.Write(base+"/tx1", []byte("1")); err != nil {
+			return err
+		}
+		return tx.Write(base+"/tx2", []byte("2"))
+	})
+	if err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	if got, err := c.Read(base + "/tx2"); err != nil || string(got) != "2" {
+		t.Fatalf("after commit: %q, %v", got, err)
+	}
+	tx, err := c.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Write(base+"/aborted", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(base + "/aborted"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("aborted write visible: %v", err)
+	}
+
+	// A watch fires on registration, then on a change below it.
+	w, err := c.Watch(base + "/dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, w, base+"/dir")
+	if err := c.Write(base+"/dir/k", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, w, base+"/dir/k")
+	if err := w.Close(); err != nil {
+		t.Errorf("watch Close: %v", err)
+	}
+
+	// Rm is recursive.
+	if err := c.Rm(base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(base + "/dir/k"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("node left after Rm: %v", err)
+	}
+}
+
+// expectEvent waits for a watch event naming path, skipping others (spurious
+// events are allowed).
+func expectEvent(t *testing.T, w xenstore.Watch, path string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case p, ok := <-w.Events():
+			if !ok {
+				t.Fatalf("watch closed while waiting for %s", path)
+			}
+			if p == path {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no watch event for %s within 10 s", path)
+		}
+	}
+}
+
+// selfRingPairs are the ring sizes of the conformance runs within one
+// domain: the in-page default, Qubes' 64 KiB, and the 1 MiB maximum.
+var selfRingPairs = []struct {
+	name        string
+	read, write int
+}{
+	{"inpage-0x0", 0, 0},
+	{"65536x65536", 65536, 65536},
+	{"1MiBx1MiB", 1 << 20, 1 << 20},
+}
+
+// TestConnSelf runs nettest.TestConn over vchan.XenHost with server and
+// client in this one domain: Xen lets a domain map its own grants and bind
+// an event channel to itself.
+func TestConnSelf(t *testing.T) {
+	needXen(t)
+	host := vchan.XenHost()
+	self, err := host.DomainID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rp := range selfRingPairs {
+		t.Run(rp.name, func(t *testing.T) {
+			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+				n++
+				port := fmt.Sprintf("gt%d-%d", os.Getpid()%10000, n)
+				return selfPipe(host, self, port, rp.read, rp.write)
+			})
+			checkNodesGone(t, self)
+		})
+	}
+}
+
+// selfPipe connects a server and a client, both in domain self.
+func selfPipe(host *vchan.Host, self uint16, port string, read, write int) (net.Conn, net.Conn, func(), error) {
+	ln, err := vchan.Listen(self, port, &vchan.Config{Host: host, ReadBufferSize: read, WriteBufferSize: write})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer ln.Close()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	dialed := make(chan result, 1)
+	go func() {
+		c, err := vchan.Dial(self, port, &vchan.Config{Host: host})
+		dialed <- result{c, err}
+	}()
+	ln.SetDeadline(time.Now().Add(30 * time.Second))
+	srv, err := ln.Accept()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("accept: %w", err)
+	}
+	r := <-dialed
+	if r.err != nil {
+		srv.Close()
+		return nil, nil, nil, fmt.Errorf("dial: %w", r.err)
+	}
+	return srv, r.c, func() { srv.Close(); r.c.Close() }, nil
+}
+
+// checkNodesGone checks that no vchan directory is left in xenstore after
+// every connection closed.
+func checkNodesGone(t *testing.T, self uint16) {
+	t.Helper()
+	c, err := xsclient.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := fmt.Sprintf("/local/domain/%d/data/vchan/%d", self, self)
+	names, err := c.Directory(dir)
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		t.Fatal(err)
+	}
+	if len(names) > 0 {
+		t.Errorf("xenstore nodes left under %s after every connection closed: %q", dir, names)
+	}
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Proves the vchan library on real Xen: boots Xen 4.17 and a Debian dom0
+# under QEMU (TCG), starts a PV domU, runs the project's tests in both, and
+# prints a summary (also in .cache/xenlab/summary.txt). Exits non-zero if
+# any test failed or the guest hung.
+#
+#   xenlab/run.sh                 everything (builds the image when needed)
+#   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit in seconds (600)
+#   XENLAB_XENSTORED=xenstored         C xenstored instead of oxenstored
+#   XENLAB_TPUT_BYTES=16777216         bytes per throughput transfer
+#
+# The image (Xen, kernel, dom0 and domU roots, from Debian's packages) lives
+# in .cache/xenlab/image and is rebuilt when the hash of its inputs changes:
+# xenlab/packages.txt with the versions apt would pick, the build script and
+# the guest scripts. Go code is built here and carried in through the 9p
+# share (dom0) and an appended cpio (domU); nothing Go runs outside it.
+# Needs root (debootstrap, chroot) and Debian's apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+cache=$repo/.cache/xenlab
+img=$cache/image
+share=$cache/share
+logs=$cache/logs
+summary=$cache/summary.txt
+timeout_s=${XENLAB_TIMEOUT:-600}
+start=$(date +%s)
+elapsed() { echo $(($(date +%s) - start)); }
+say() { echo "xenlab: [$(elapsed) s] $*" >&2; }
+mkdir -p "$cache"
+
+# 1. Host tools, from Debian.
+need=()
+for p in $(awk '$1 == "host" { print $2 }' xenlab/packages.txt); do
+	dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	say "installing host packages: ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 2. The image, rebuilt when its inputs change.
+inputs_hash() {
+	{
+		cat xenlab/packages.txt xenlab/build-image.sh xenlab/guest/dom0-init.sh xenlab/guest/domu-init.sh xenlab/guest/vchan-ref.c
+		# The versions apt would pick now, for every package named.
+		# shellcheck disable=SC2046
+		apt-cache policy $(awk '!/^#/ && NF == 2 { print $2 }' xenlab/packages.txt) 2>/dev/null | grep -E '^[^ ]|Candidate'
+		apt-cache depends linux-image-amd64 2>/dev/null | grep Depends
+	} | sha256sum | cut -c1-16
+}
+rx_bytes() { awk 'NR > 2 && $1 != "lo:" { sum += $2 } END { print sum + 0 }' /proc/net/dev; }
+want=$(inputs_hash)
+if [ -f "$img/hash" ] && [ "$(cat "$img/hash")" = "$want" ]; then
+	say "image $want is up to date ($img)"
+else
+	say "building the image $want (Debian packages -> $img)"
+	rx0=$(rx_bytes)
+	t=$(date +%s)
+	xenlab/build-image.sh "$img"
+	echo "$want" >"$img/hash"
+	echo "image built in $(($(date +%s) - t)) s, downloaded about $((($(rx_bytes) - rx0) / 1048576)) MiB" >"$img/build-info.txt"
+	say "$(cat "$img/build-info.txt")"
+fi
+
+# 3. The Go code under test, built here.
+say "building the Go test binaries"
+rm -rf "$share" "$logs"
+mkdir -p "$share/bin" "$share/logs" "$logs"
+export CGO_ENABLED=0
+go test -c -o "$share/bin/evtchn.test" ./internal/evtchn
+go test -c -o "$share/bin/gnt.test" ./internal/gnt
+go test -c -o "$share/bin/guesttest.test" ./xenlab/guesttest
+go build -o "$share/bin/vchanpeer" ./xenlab/vchanpeer
+install -m 755 xenlab/guest/dom0-tests.sh "$share/run.sh"
+ln -f "$img/vmlinux" "$share/vmlinux" 2>/dev/null || cp "$img/vmlinux" "$share/vmlinux"
+# The domU gets the Go binaries in a cpio appended to its root.
+extra=$(mktemp -d)
+trap 'rm -rf "$extra"' EXIT
+mkdir -p "$extra/usr/local/bin"
+cp "$share/bin/vchanpeer" "$share/bin/guesttest.test" "$extra/usr/local/bin/"
+(cd "$extra" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$img/domu-base.cpio" - >"$share/domu-initrd.cpio"
+
+# 4. Boot Xen + dom0; dom0's init runs share/run.sh and powers off.
+say "booting Xen + dom0 under QEMU (TCG), limit ${timeout_s} s; console: $logs/console.log"
+xenstored=${XENLAB_XENSTORED:-oxenstored}
+set +e
+timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu qemu64 -smp 2 -m 2048 \
+	-nographic -no-reboot \
+	-kernel "$img/xen.elf" \
+	-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
+	-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xenstored TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216},$img/dom0-initrd.gz" \
+	-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
+	</dev/null 2>&1 | tr -d '\r' | tee "$logs/console.log" |
+	grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT)'
+qemu_rc=${PIPESTATUS[0]}
+set -e
+say "QEMU exited (rc $qemu_rc)"
+cp -r "$share/logs" "$logs/guest" 2>/dev/null || true
+cp "$share/results.txt" "$logs/results.txt" 2>/dev/null || true
+
+# 5. Summary.
+results=$logs/results.txt
+[ -f "$results" ] || : >"$results"
+done_marker=no
+grep -q '^XENLAB-DONE' "$logs/console.log" && done_marker=yes
+item_status() { # the roll-up of every result whose id starts with "$1."
+	local ids
+	ids=$(awk -v p="$1." 'index($1, p) == 1' "$results")
+	if [ -z "$ids" ]; then
+		echo "NOT RUN"
+	elif grep -q ' FAIL ' <<<"$ids"; then
+		echo FAIL
+	else
+		echo PASS
+	fi
+}
+{
+	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
+	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
+	echo "xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version"), $xenstored"
+	echo
+	printf '%-9s %s\n' \
+		"$(item_status a)" "a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)" \
+		"$(item_status b)" "b. nettest.TestConn over XenHost within one domain (0x0, 64K, 1M rings)" \
+		"$(item_status c)" "c. dom0 <-> domU, Go server and Go client, checksummed" \
+		"$(item_status d)" "d. interop with libxenvchan (vchan-ref), both roles, several ring sizes" \
+		"$(item_status e)" "e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup" \
+		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU"
+	echo
+	echo "results:"
+	sed 's/^/  /' "$results"
+	if grep -q '^XENLAB-TPUT' "$logs/console.log"; then
+		echo
+		echo "throughput (TCG-emulated machine: compare ratios only)"
+		awk '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
+			key = $3 " ring " $4; ms[$2 "|" key] = $6; bytes = $5; keys[key] = 1 }
+			END {
+				printf "  %-28s %10s %10s %8s\n", "direction", "Go MB/s", "C MB/s", "Go/C"
+				for (k in keys) {
+					g = ms["go|" k]; c = ms["ref|" k]
+					gm = g ? bytes / g / 1000 : 0; cm = c ? bytes / c / 1000 : 0
+					printf "  %-28s %10.2f %10.2f %8s\n", k, gm, cm, (gm && cm) ? sprintf("%.2f", gm / cm) : "-"
+				}
+			}' "$logs/console.log" | sort
+	fi
+	echo
+	if [ "$done_marker" = no ]; then
+		echo "GUEST DID NOT FINISH (QEMU rc $qemu_rc$([ "$qemu_rc" = 124 ] && echo ": killed after ${timeout_s} s"))"
+	fi
+} >"$summary"
+cat "$summary"
+
+fail=0
+[ "$done_marker" = yes ] || fail=1
+grep -q ' FAIL ' "$results" && fail=1
+[ -s "$results" ] || fail=1
+if [ $fail = 1 ]; then
+	echo
+	echo "---- last 40 lines of the console ($logs/console.log)"
+	tail -n 40 "$logs/console.log"
+	echo "---- guest logs: $logs/guest/"
+	exit 1
+fi

@@ -1,0 +1,121 @@
+// Command vchanpeer is the Go side of the lab's cross-domain and interop
+// tests, with the command line of the C peer vchan-ref (xenlab/guest):
+//
+//	vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]
+//
+// It sends its stdin over a vchan on the real Xen host and writes what it
+// receives to stdout, exiting 0 once stdin is at EOF, all of it was sent and
+// EXPECT-BYTES were received (-1: until the peer closes). A server asks for
+// RING-BYTES (default 4096) each way.
+//
+// With -wait-close it sends nothing and reads until the connection fails,
+// then prints "closed-at <unix ns> <error>" on stderr: the lab kills the
+// peer and measures how long the survivor takes to notice.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/vchan-go/vchan/vchan"
+)
+
+func main() {
+	waitClose := flag.Bool("wait-close", false, "send nothing; read until the connection fails and print when")
+	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	args := flag.Args()
+	if len(args) < 4 || len(args) > 5 || (args[0] != "server" && args[0] != "client") {
+		flag.Usage()
+		os.Exit(2)
+	}
+	peer, err := strconv.ParseUint(args[1], 10, 16)
+	if err != nil {
+		fatal("peer domid: %v", err)
+	}
+	expect, err := strconv.ParseInt(args[3], 10, 64)
+	if err != nil {
+		fatal("expect bytes: %v", err)
+	}
+	ring := 4096
+	if len(args) == 5 {
+		if ring, err = strconv.Atoi(args[4]); err != nil {
+			fatal("ring bytes: %v", err)
+		}
+	}
+	cfg := &vchan.Config{Host: vchan.XenHost(), ReadBufferSize: ring, WriteBufferSize: ring}
+
+	var c *vchan.Conn
+	if args[0] == "server" {
+		ln, err := vchan.Listen(uint16(peer), args[2], cfg)
+		if err != nil {
+			fatal("listen: %v", err)
+		}
+		c, err = ln.AcceptVchan()
+		if err != nil {
+			fatal("accept: %v", err)
+		}
+		if err := ln.Close(); err != nil {
+			fatal("listener close: %v", err)
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), *dialTimeout)
+		c, err = vchan.DialContext(ctx, uint16(peer), args[2], cfg)
+		cancel()
+		if err != nil {
+			fatal("dial: %v", err)
+		}
+	}
+	r, w := c.RingSizes()
+	fmt.Fprintf(os.Stderr, "vchanpeer: connected %s <-> %s rings read %d write %d\n", c.LocalAddr(), c.RemoteAddr(), r, w)
+
+	if *waitClose {
+		_, err := io.Copy(io.Discard, c)
+		fmt.Fprintf(os.Stderr, "closed-at %d %v\n", time.Now().UnixNano(), err)
+		c.Close()
+		return
+	}
+
+	sent := make(chan error, 1)
+	go func() {
+		_, err := io.CopyBuffer(c, os.Stdin, make([]byte, 256<<10))
+		if err == nil {
+			err = c.Flush()
+		}
+		sent <- err
+	}()
+	var got int64
+	buf := make([]byte, 256<<10)
+	if expect < 0 {
+		got, err = io.CopyBuffer(os.Stdout, c, buf)
+	} else {
+		got, err = io.CopyBuffer(os.Stdout, io.LimitReader(c, expect), buf)
+		if err == nil && got < expect {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		fatal("received %d of %d bytes: %v", got, expect, err)
+	}
+	if err := <-sent; err != nil && !(expect < 0 && errors.Is(err, io.EOF)) {
+		fatal("send: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		fatal("close: %v", err)
+	}
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "vchanpeer: "+format+"\n", args...)
+	os.Exit(1)
+}
