@@ -15,6 +15,9 @@ import (
 // ratios mean something on any machine. Run:
 //
 //	go test -run '^$' -bench . -benchmem ./vchan/
+//
+// These are in-process figures; scripts/bench.sh measures across processes,
+// against C libxenvchan (bench/vchanbench).
 
 var (
 	benchWrites = []int{64, 4 << 10, 64 << 10}
@@ -87,6 +90,14 @@ func BenchmarkBulk(b *testing.B) {
 			})
 		}
 	}
+	// Without the spin (Conn.SetSpinWait(0)): every wait sleeps on the
+	// event channel, as libxenvchan does.
+	b.Run("vchan-nospin/order16/write65536", func(b *testing.B) {
+		_, srv, cli := connPair(b, 1<<16, 1<<16)
+		srv.SetSpinWait(0)
+		cli.SetSpinWait(0)
+		bulk(b, srv, cli, 64<<10)
+	})
 	for _, size := range benchWrites {
 		b.Run(fmt.Sprintf("unix/write%d", size), func(b *testing.B) {
 			a, c := unixPair(b)
@@ -144,6 +155,12 @@ func pingPong(b *testing.B, a, c io.ReadWriter) {
 func BenchmarkPingPong(b *testing.B) {
 	b.Run("vchan", func(b *testing.B) {
 		_, srv, cli := connPair(b, 0, 0)
+		pingPong(b, srv, cli)
+	})
+	b.Run("vchan-nospin", func(b *testing.B) {
+		_, srv, cli := connPair(b, 0, 0)
+		srv.SetSpinWait(0)
+		cli.SetSpinWait(0)
 		pingPong(b, srv, cli)
 	})
 	b.Run("unix", func(b *testing.B) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,6 +45,7 @@ type Conn struct {
 	broken    atomic.Pointer[error] // the first protocol error, sticky
 	peerGone  atomic.Bool           // the peer's domain no longer exists
 	host      *Host                 // for the peer watch; nil if none
+	spinWait  atomic.Int64          // see SetSpinWait; nanoseconds, <= 0: off
 }
 
 func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
@@ -55,6 +57,7 @@ func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region
 		writeWake: make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 	}
+	c.spinWait.Store(int64(DefaultSpinWait))
 	if h != nil {
 		h.watchPeer(c)
 	}
@@ -118,6 +121,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			// What it wrote before dying has been read (the ring is empty).
 			return 0, c.opErr("read", fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone))
 		}
+		if c.spin(c.ep.Readable) {
+			continue // data arrived while spinning: no event needed
+		}
 		c.ep.RequestNotify(ring.NotifyWrite)
 		if n, err := c.ep.Readable(); n > 0 || err != nil {
 			continue // data arrived (or corruption) between the check and the request
@@ -157,6 +163,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			p = p[n:]
 			continue
 		}
+		if c.spin(c.ep.Writable) {
+			continue // space appeared while spinning: no event needed
+		}
 		c.ep.RequestNotify(ring.NotifyRead)
 		if n, err := c.ep.Writable(); n > 0 || err != nil {
 			continue
@@ -193,6 +202,49 @@ func (c *Conn) Flush() error {
 		}
 		if err := c.wait(c.writeWake, c.readWake, &c.wdl); err != nil {
 			return c.opErr("flush", err)
+		}
+	}
+}
+
+// DefaultSpinWait is how long a Read or Write that finds the ring empty (or
+// full) keeps polling the peer's index before it asks the peer for an event
+// and sleeps on the event channel; see Conn.SetSpinWait.
+const DefaultSpinWait = 50 * time.Microsecond
+
+// SetSpinWait sets how long Read polls the peer's producer index when the
+// ring is empty, and Write its consumer index when the ring is full, before
+// requesting an event and blocking on the event channel. A streaming peer
+// usually moves its index within microseconds, and then neither side asks
+// for (nor sends) an event: no hypercall, no wake-up. d <= 0 turns spinning
+// off: every wait then sleeps on the event channel at once (the choice for
+// many mostly idle connections on few cores). The default is
+// DefaultSpinWait. Spinning is bounded by d per wait, so an idle connection
+// uses no CPU. It may be called at any time, also during Read and Write.
+func (c *Conn) SetSpinWait(d time.Duration) { c.spinWait.Store(int64(d)) }
+
+// spin polls ready (Endpoint.Readable or Writable) for up to the spin wait
+// and reports whether it found progress (or an error, which the caller's
+// next step reports). The peer's index is re-read with an atomic load on
+// each round, as in the blocking path; nothing is written to the shared
+// page, so the protocol sees a side that has not yet asked for an event.
+// ready is a method value of c.ep: it does not escape and does not allocate.
+func (c *Conn) spin(ready func() (int, error)) bool {
+	d := time.Duration(c.spinWait.Load())
+	if d <= 0 {
+		return false
+	}
+	start := time.Now()
+	for i := 1; ; i++ {
+		if n, err := ready(); n > 0 || err != nil {
+			return true
+		}
+		if i%64 == 0 {
+			if time.Since(start) >= d {
+				return false
+			}
+			// Let a peer goroutine of this process (the in-process
+			// simulator, or a pipeline stage) run if a P is short.
+			runtime.Gosched()
 		}
 	}
 }

@@ -54,7 +54,8 @@ func (dv *device) bind(req msg) (evtchn.Channel, error) {
 	if p.bad {
 		return nil, fmt.Errorf("vchan simulator: bind: bad reply")
 	}
-	c := &channel{d: d, port: port, events: make(chan struct{}, 1)}
+	c := &channel{d: d, port: port, events: make(chan struct{}, 1),
+		notifyReq: msg(nil).u32(opNotifyAsync, uint32(port))}
 	d.ports[port] = c
 	return c, nil
 }
@@ -76,6 +77,10 @@ type channel struct {
 	d      *Domain
 	port   evtchn.Port
 	events chan struct{} // the pending bit: capacity 1
+	// notifyReq is the notify_async request for the port, built once:
+	// Notify writes it as is (never modified, so concurrent writes are
+	// safe) and allocates nothing.
+	notifyReq msg
 
 	mu     sync.Mutex
 	closed bool
@@ -95,7 +100,13 @@ func (c *channel) LocalPort() evtchn.Port { return c.port }
 // daemon is lost every channel gets a spurious wake-up.
 func (c *channel) Events() <-chan struct{} { return c.events }
 
-// Notify sends an event to the remote end, through the daemon.
+// Notify sends an event to the remote end, through the daemon: one
+// notify_async message, without waiting for a reply (there is none).
+// It does not take callMu: a message on the SEQPACKET control socket is
+// atomic, and since notify_async has no reply, one slipped between another
+// request and its reply does not disturb that exchange. The daemon handles
+// a connection's requests in order, so the event is raised before a later
+// unbind of the port.
 func (c *channel) Notify() error {
 	c.mu.Lock()
 	closed := c.closed
@@ -103,8 +114,15 @@ func (c *channel) Notify() error {
 	if closed {
 		return fmt.Errorf("vchan simulator: notify on port %d of domain %d: %w", c.port, c.d.domid, evtchn.ErrClosed)
 	}
-	_, _, err := c.d.call("notify", msg(nil).u32(opNotify, uint32(c.port)))
-	return err
+	if err := c.d.usable(); err != nil {
+		return err
+	}
+	if _, err := c.d.ctl.Write(c.notifyReq); err != nil {
+		c.d.mu.Lock()
+		defer c.d.mu.Unlock()
+		return c.d.ioErrorLocked("notify", err)
+	}
+	return nil
 }
 
 // Close unbinds the port; the remote end becomes unbound. A second Close

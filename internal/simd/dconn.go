@@ -130,6 +130,9 @@ func (c *conn) serve() {
 			joined = true
 			_, _, err = c.uc.WriteMsgUnix(reply, unix.UnixRights(evfd), nil)
 			unix.Close(evfd) // the process has its own copy now
+		} else if n >= 4 && binary.NativeEndian.Uint32(buf) == opNotifyAsync {
+			c.notifyAsync(buf[:n]) // no reply
+			continue
 		} else {
 			reply, fds = c.handle(buf[:n])
 			var rights []byte
@@ -658,6 +661,20 @@ func (c *conn) notify(num uint32) error {
 		return errorf(stClosed, "vchan-simd: %v", err)
 	}
 	return nil
+}
+
+// notifyAsync handles a notify_async request: like notify, but the result
+// goes nowhere (there is no reply), so a failure is only logged.
+func (c *conn) notifyAsync(b []byte) {
+	p := parser{b: b[4:]}
+	port := p.u32()
+	if p.bad {
+		c.d.logf("conn %d dom%d: notify_async: request too short (%d bytes)", c.id, c.domid, len(b))
+		return
+	}
+	if err := c.notify(port); err != nil {
+		c.d.logf("conn %d dom%d: notify_async: dropped: %v", c.id, c.domid, err)
+	}
 }
 
 func (c *conn) unbind(num uint32) error {

@@ -27,6 +27,7 @@ enum {
 	SIMD_BIND_INTERDOMAIN,
 	SIMD_NOTIFY,
 	SIMD_UNBIND,
+	SIMD_NOTIFY_ASYNC, /* notify without a reply (protocol version 2) */
 };
 
 /* Unmap notification flags, as in <xen/gntalloc.h>. */

@@ -1,0 +1,568 @@
+// Command vchanbench measures vchan across processes on the simulated Xen
+// host and prints one table of the performance targets (issue 8), every
+// figure taken in the same run on the same machine:
+//
+//   - bulk transfer, 64 KiB writes over 64 KiB rings, client to server:
+//     Go↔Go (two Go processes), C↔C (two processes of Debian's real
+//     libxenvchan through the shims of interop/shim), Go→C and C→Go;
+//   - the same over a unix socket pair between two Go processes;
+//   - memmove of 64 KiB on one core;
+//   - 1-byte ping-pong round trips: Go↔Go, C↔C, unix socket pair;
+//   - heap allocations per steady-state Read/Write of the Go peers;
+//   - CPU used by an idle Go peer blocked in Read.
+//
+// Run it from the repository root, after scripts/setup.sh (which unpacks
+// the Debian packages): scripts/bench.sh does both. The driver runs the
+// vchan-simd daemon in its own process and starts every peer as a separate
+// process: itself with -peer for the Go peers, interop/peer/vchan-peer
+// (built with interop/Makefile) for the C peers. Rounds interleave the
+// pairs, so that load from other jobs on the machine hits them alike; the
+// figures are medians over the rounds.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/simd"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-peer" {
+		peerMain(os.Args[2:])
+		return
+	}
+	var o opts
+	flag.IntVar(&o.rounds, "rounds", 15, "measured rounds (after one warm-up round)")
+	flag.IntVar(&o.bulkMiB, "bulk", 64, "MiB per bulk pair per round")
+	flag.IntVar(&o.pings, "pings", 2000, "round trips per ping pair per round")
+	flag.StringVar(&o.repo, "repo", ".", "the repository root (for interop/)")
+	flag.StringVar(&o.cache, "cache", "", "Debian's Xen packages unpacked (default $VCHAN_INTEROP_CACHE/root, else REPO/.cache/interop/root)")
+	flag.StringVar(&o.spins, "spins", "off", "extra Go↔Go variants: comma-separated Conn.SetSpinWait values (off, or durations)")
+	flag.BoolVar(&o.noC, "no-c", false, "skip the C peers")
+	flag.Parse()
+	if err := drive(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "vchanbench:", err)
+		os.Exit(1)
+	}
+}
+
+type opts struct {
+	rounds, bulkMiB, pings int
+	repo, cache, spins     string
+	noC                    bool
+}
+
+// env is the running benchmark environment.
+type env struct {
+	tmp, build, dir, xenRoot, self string
+	nextDom                        uint16
+	procs                          []*proc
+}
+
+func (e *env) dom() uint16 { e.nextDom++; return e.nextDom }
+
+// proc is one peer process.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stdin  *os.File
+	out    *bufio.Reader
+	status chan string // stderr lines starting "peer: "
+	stderr strings.Builder
+}
+
+func (e *env) start(name string, env []string, extra []*os.File, prog string, args ...string) (*proc, error) {
+	p := &proc{name: name, status: make(chan string, 16)}
+	p.cmd = exec.Command(prog, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.ExtraFiles = extra
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = inR, outW, errW
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	p.stdin, p.out = inW, bufio.NewReader(outR)
+	e.procs = append(e.procs, p)
+	go func() {
+		sc := bufio.NewScanner(errR)
+		for sc.Scan() {
+			line := sc.Text()
+			p.stderr.WriteString(line + "\n") // read only after the process is gone
+			if strings.HasPrefix(line, "peer: ") {
+				select {
+				case p.status <- line:
+				default:
+				}
+			}
+		}
+		close(p.status)
+	}()
+	return p, nil
+}
+
+// connected waits for the peer's "peer: connected" line.
+func (p *proc) connected() error {
+	select {
+	case line, ok := <-p.status:
+		if ok && strings.HasPrefix(line, "peer: connected") {
+			return nil
+		}
+		return fmt.Errorf("%s: %q instead of connecting", p.name, line)
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("%s did not connect in 20 s", p.name)
+	}
+}
+
+// result is a parsed "ok" line: Go peers add mallocs and ops.
+type result struct{ mallocs, ops int64 }
+
+func (p *proc) send(n int64) error {
+	_, err := fmt.Fprintf(p.stdin, "%d\n", n)
+	return err
+}
+
+func (p *proc) ok() (result, error) {
+	line, err := p.out.ReadString('\n')
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %v (stderr: %s)", p.name, err, p.stderr.String())
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 || f[0] != "ok" {
+		return result{}, fmt.Errorf("%s: %q", p.name, line)
+	}
+	var r result
+	if len(f) == 3 {
+		r.mallocs, _ = strconv.ParseInt(f[1], 10, 64)
+		r.ops, _ = strconv.ParseInt(f[2], 10, 64)
+	}
+	return r, nil
+}
+
+// pair is one measured connection: the processes that take commands.
+type pair struct {
+	name    string
+	procs   []*proc
+	idle    *proc // a Go peer that blocks in Read between commands (echo)
+	goPeers bool  // reports allocations
+	times   []time.Duration
+	mallocs int64
+	ops     int64
+}
+
+// run sends n to every process of the pair, waits for all to finish and
+// records the time.
+func (pr *pair) run(n int64, record bool) error {
+	start := time.Now()
+	for _, p := range pr.procs {
+		if err := p.send(n); err != nil {
+			return err
+		}
+	}
+	for _, p := range pr.procs {
+		r, err := p.ok()
+		if err != nil {
+			return err
+		}
+		if record {
+			pr.mallocs += r.mallocs
+			pr.ops += r.ops
+		}
+	}
+	if record {
+		pr.times = append(pr.times, time.Since(start))
+	}
+	return nil
+}
+
+func (pr *pair) median() time.Duration {
+	t := slices.Clone(pr.times)
+	slices.Sort(t)
+	return t[len(t)/2]
+}
+
+func drive(o *opts) error {
+	e := &env{}
+	var err error
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if e.tmp, err = os.MkdirTemp("", "vb"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.tmp)
+	e.build, e.dir = filepath.Join(e.tmp, "b"), filepath.Join(e.tmp, "s")
+	defer func() {
+		for _, p := range e.procs {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	}()
+
+	if !o.noC {
+		e.xenRoot = o.cache
+		if e.xenRoot == "" {
+			if c := os.Getenv("VCHAN_INTEROP_CACHE"); c != "" {
+				e.xenRoot = filepath.Join(c, "root")
+			} else {
+				e.xenRoot = filepath.Join(o.repo, ".cache", "interop", "root")
+			}
+		}
+		if e.xenRoot, err = filepath.Abs(e.xenRoot); err != nil {
+			return err
+		}
+		mk := exec.Command("make", "-s", "-C", filepath.Join(o.repo, "interop"), "XEN_ROOT="+e.xenRoot, "OUT="+e.build)
+		if out, err := mk.CombinedOutput(); err != nil {
+			return fmt.Errorf("building the C peer and shims (run scripts/setup.sh first): %v\n%s", err, out)
+		}
+	}
+	d, err := simd.Start(simd.Config{Dir: e.dir})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	goEnv := []string{simd.DirEnv + "=" + e.dir}
+	cEnv := func(dom uint16) []string {
+		return []string{
+			"LD_LIBRARY_PATH=" + filepath.Join(e.build, "lib") + ":" + filepath.Join(e.xenRoot, "usr/lib/x86_64-linux-gnu"),
+			simd.DirEnv + "=" + e.dir,
+			"VCHAN_HOST=sim:" + strconv.Itoa(int(dom)),
+			"XENSTORED_PATH=" + simd.XenstorePath(e.dir, dom),
+		}
+	}
+	goPeer := func(name string, server bool, dom, remote uint16, path string, ring int, mode, spin string) (*proc, error) {
+		args := []string{"-peer", "-dir", e.dir, "-dom", strconv.Itoa(int(dom)), "-remote", strconv.Itoa(int(remote)),
+			"-path", path, "-ring", strconv.Itoa(ring), "-mode", mode, "-spin", spin}
+		if server {
+			args = append(args, "-server")
+		}
+		return e.start(name, goEnv, nil, e.self, args...)
+	}
+	cPeer := func(name string, server bool, dom, remote uint16, path string, ring int, mode string) (*proc, error) {
+		args := []string{"-d", strconv.Itoa(int(remote)), "-p", path, "-m", mode}
+		if server {
+			args = append([]string{"-s", "-r", strconv.Itoa(ring), "-w", strconv.Itoa(ring)}, args...)
+		} else {
+			args = append([]string{"-c"}, args...)
+		}
+		return e.start(name, cEnv(dom), nil, filepath.Join(e.build, "vchan-peer"), args...)
+	}
+	// vchanPair connects a server (lang "go" or "c") to a client.
+	vchanPair := func(name, srvLang, cliLang string, ring int, srvMode, cliMode, spin string) (*pair, error) {
+		s, c := e.dom(), e.dom()
+		path := fmt.Sprintf("/local/domain/%d/data/vchan/%d/b", s, c)
+		var sp, cp *proc
+		var err error
+		if srvLang == "go" {
+			sp, err = goPeer(name+" server", true, s, c, path, ring, srvMode, spin)
+		} else {
+			sp, err = cPeer(name+" server", true, s, c, path, ring, srvMode)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cliLang == "go" {
+			cp, err = goPeer(name+" client", false, c, s, path, ring, cliMode, spin)
+		} else {
+			cp, err = cPeer(name+" client", false, c, s, path, ring, cliMode)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := sp.connected(); err != nil {
+			return nil, err
+		}
+		if err := cp.connected(); err != nil {
+			return nil, err
+		}
+		pr := &pair{name: name, procs: []*proc{sp, cp}, goPeers: srvLang == "go" || cliLang == "go"}
+		if srvMode == "echo" {
+			pr.procs = pr.procs[1:]
+			if srvLang == "go" {
+				pr.idle = sp
+			}
+		}
+		return pr, nil
+	}
+	unixPair := func(name, srvMode, cliMode string) (*pair, error) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		a, b := os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
+		defer a.Close()
+		defer b.Close()
+		sp, err := e.start(name+" server", goEnv, []*os.File{a}, e.self, "-peer", "-net", "unix", "-mode", srvMode)
+		if err != nil {
+			return nil, err
+		}
+		cp, err := e.start(name+" client", goEnv, []*os.File{b}, e.self, "-peer", "-net", "unix", "-mode", cliMode)
+		if err != nil {
+			return nil, err
+		}
+		if err := sp.connected(); err != nil {
+			return nil, err
+		}
+		if err := cp.connected(); err != nil {
+			return nil, err
+		}
+		pr := &pair{name: name, procs: []*proc{sp, cp}, goPeers: true}
+		if srvMode == "echo" {
+			pr.procs, pr.idle = pr.procs[1:], sp
+		}
+		return pr, nil
+	}
+
+	type variant struct{ label, spin string }
+	variants := []variant{{"", "default"}}
+	for _, s := range strings.Split(o.spins, ",") {
+		if s = strings.TrimSpace(s); s != "" && s != "default" {
+			variants = append(variants, variant{" (spin " + s + ")", s})
+		}
+	}
+	const ring = 64 << 10
+	var bulk, ping []*pair
+	into := func(list *[]*pair) func(*pair, error) error {
+		return func(pr *pair, err error) error {
+			if err == nil {
+				*list = append(*list, pr)
+			}
+			return err
+		}
+	}
+	addBulk, addPing := into(&bulk), into(&ping)
+	for _, v := range variants {
+		if err := addBulk(vchanPair("Go↔Go"+v.label, "go", "go", ring, "sink", "source", v.spin)); err != nil {
+			return err
+		}
+	}
+	if !o.noC {
+		if err := addBulk(vchanPair("C↔C", "c", "c", ring, "sink", "source", "")); err != nil {
+			return err
+		}
+		if err := addBulk(vchanPair("Go→C", "c", "go", ring, "sink", "source", "default")); err != nil {
+			return err
+		}
+		if err := addBulk(vchanPair("C→Go", "go", "c", ring, "sink", "source", "default")); err != nil {
+			return err
+		}
+	}
+	if err := addBulk(unixPair("unix", "sink", "source")); err != nil {
+		return err
+	}
+	for _, v := range variants {
+		if err := addPing(vchanPair("Go↔Go"+v.label, "go", "go", 0, "echo", "ping", v.spin)); err != nil {
+			return err
+		}
+	}
+	if !o.noC {
+		if err := addPing(vchanPair("C↔C", "c", "c", 0, "echo", "ping", "")); err != nil {
+			return err
+		}
+	}
+	if err := addPing(unixPair("unix", "echo", "ping")); err != nil {
+		return err
+	}
+
+	bytes := int64(o.bulkMiB) << 20
+	var memmove []time.Duration
+	src, dst := make([]byte, 64<<10), make([]byte, 64<<10)
+	for r := 0; r <= o.rounds; r++ {
+		record := r > 0 // round 0 warms up
+		for _, pr := range bulk {
+			if err := pr.run(bytes, record); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		for range bytes / int64(len(src)) {
+			copy(dst, src)
+		}
+		if record {
+			memmove = append(memmove, time.Since(start))
+		}
+		for _, pr := range ping {
+			if err := pr.run(int64(o.pings), record); err != nil {
+				return err
+			}
+		}
+	}
+	// Idle: the echo servers are blocked in Read now.
+	type idleCPU struct {
+		name string
+		used time.Duration
+	}
+	var idle []idleCPU
+	const idleFor = 2 * time.Second
+	before := map[*pair]time.Duration{}
+	for _, pr := range ping {
+		if pr.idle != nil {
+			before[pr] = cpuTime(pr.idle.cmd.Process.Pid)
+		}
+	}
+	time.Sleep(idleFor)
+	for _, pr := range ping {
+		if pr.idle != nil {
+			idle = append(idle, idleCPU{pr.name, cpuTime(pr.idle.cmd.Process.Pid) - before[pr]})
+		}
+	}
+
+	// The table.
+	mbps := func(d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e6 }
+	us := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(o.pings) }
+	find := func(list []*pair, name string) *pair {
+		for _, pr := range list {
+			if pr.name == name {
+				return pr
+			}
+		}
+		return nil
+	}
+	slices.Sort(memmove)
+	mm := mbps(memmove[len(memmove)/2])
+	goBulk, cBulk, uBulk := find(bulk, "Go↔Go"), find(bulk, "C↔C"), find(bulk, "unix")
+	goPing, cPing, uPing := find(ping, "Go↔Go"), find(ping, "C↔C"), find(ping, "unix")
+
+	fmt.Printf("vchanbench %s\n", time.Now().Format("2006-01-02 15:04:05 MST"))
+	fmt.Printf("machine: %s, nproc %d; %s; load average %s\n", cpuModel(), runtime.NumCPU(), runtime.Version(), loadAvg())
+	fmt.Printf("%d rounds after a warm-up (medians); bulk %d MiB per pair per round in 64 KiB writes over 64 KiB rings;\n", o.rounds, o.bulkMiB)
+	fmt.Printf("ping-pong %d 1-byte round trips per pair per round over the default rings; every peer is its own process\n\n", o.pings)
+	fmt.Println("| measurement | value | ratio | target | met |")
+	fmt.Println("|---|---|---|---|---|")
+	row := func(name, value, ratio, target, met string) {
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", name, value, ratio, target, met)
+	}
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	gb := func(pr *pair) string { return fmt.Sprintf("%.0f MB/s", mbps(pr.median())) }
+	gv := mbps(goBulk.median())
+	for _, pr := range bulk {
+		name := "bulk " + pr.name
+		switch {
+		case pr == goBulk:
+			row(name+" (two Go processes, vchan-simd)", gb(pr), "", "", "")
+		case pr == cBulk:
+			r := gv / mbps(pr.median())
+			row(name+" (libxenvchan, two processes)", gb(pr), fmt.Sprintf("Go↔Go / C↔C = %.2f", r), "≥ 1.3", yes(r >= 1.3))
+		case pr == uBulk:
+			r := gv / mbps(pr.median())
+			row(name+" socket pair (two Go processes)", gb(pr), fmt.Sprintf("Go↔Go / unix = %.2f", r), "≥ 1.5", yes(r >= 1.5))
+		case cBulk != nil:
+			row(name, gb(pr), fmt.Sprintf("/ C↔C = %.2f", mbps(pr.median())/mbps(cBulk.median())), "", "")
+		default:
+			row(name, gb(pr), "", "", "")
+		}
+	}
+	row("memmove 64 KiB, one core", fmt.Sprintf("%.0f MB/s", mm), fmt.Sprintf("Go↔Go / memmove = %.2f", gv/mm), "≥ 0.6", yes(gv/mm >= 0.6))
+	gp := us(goPing.median())
+	for _, pr := range ping {
+		v := fmt.Sprintf("%.2f µs", us(pr.median()))
+		switch {
+		case pr == goPing:
+			row("ping-pong "+pr.name, v, "", "", "")
+		case pr == uPing:
+			r := gp / us(pr.median())
+			row("ping-pong unix socket pair", v, fmt.Sprintf("Go↔Go / unix = %.2f", r), "≤ 0.7", yes(r <= 0.7))
+		case pr == cPing:
+			row("ping-pong "+pr.name+" (libxenvchan)", v, fmt.Sprintf("Go↔Go / C↔C = %.2f", gp/us(pr.median())), "", "")
+		default:
+			row("ping-pong "+pr.name, v, "", "", "")
+		}
+	}
+	var mallocs, ops int64
+	var where []string
+	for _, pr := range append(slices.Clone(bulk), ping...) {
+		if pr.goPeers && !strings.HasPrefix(pr.name, "unix") {
+			mallocs += pr.mallocs
+			ops += pr.ops
+			if pr.mallocs > 0 {
+				where = append(where, fmt.Sprintf("%s: %d in %d", pr.name, pr.mallocs, pr.ops))
+			}
+		}
+	}
+	if len(where) > 0 {
+		fmt.Fprintf(os.Stderr, "vchanbench: allocations: %s\n", strings.Join(where, "; "))
+	}
+	row("heap allocations per Read/Write, Go vchan peers", fmt.Sprintf("%d in %d calls", mallocs, ops),
+		fmt.Sprintf("%.4f per call", float64(mallocs)/float64(max(ops, 1))), "0", yes(mallocs == 0))
+	for _, c := range idle {
+		per := c.used * time.Second / idleFor
+		row("CPU of an idle Go "+c.name+" peer blocked in Read", fmt.Sprintf("%v per s", per),
+			"(clock-tick resolution: 10 ms)", "no busy polling", yes(per <= 20*time.Millisecond))
+	}
+	return nil
+}
+
+// cpuTime is the user+system CPU time of a process, from /proc.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	// After the command: state is field 3 of stat, utime 14, stime 15.
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+func cpuModel() string {
+	if out, err := exec.Command("lscpu").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "Model name" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
