@@ -293,13 +293,16 @@ func (c *Conn) fail(err error) error {
 // on to the other direction's waiter: spurious wake-ups are harmless, lost
 // ones would hang.
 func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
+	if err := channelErr(c.ch); err != nil {
+		return err
+	}
 	select {
 	case <-c.ch.Events():
 		select {
 		case other <- struct{}{}:
 		default:
 		}
-		return nil
+		return channelErr(c.ch)
 	case <-mine:
 		return nil
 	case <-d.wait():
@@ -307,6 +310,14 @@ func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
 	case <-c.closed:
 		return net.ErrClosed
 	}
+}
+
+// channelErr reports a failed event channel transport (evtchn.Failer).
+func channelErr(ch evtchn.Channel) error {
+	if f, ok := ch.(evtchn.Failer); ok {
+		return f.Err()
+	}
+	return nil
 }
 
 func (c *Conn) opErr(op string, err error) error {

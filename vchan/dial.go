@@ -65,7 +65,7 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*
 	// in between is not missed. The watch fires once at once.
 	w, err := d.xs.Watch(path)
 	if err != nil {
-		return nil, remote, err
+		return nil, remote, explainXenstore(err)
 	}
 	defer w.Close()
 	lastErr := errors.New("the server has not published it")
@@ -173,20 +173,23 @@ func (d *dialer) connect() (_ *Conn, err error) {
 	return newConn(d.host, ep, ch, regions, d.local, d.remote), nil
 }
 
-// readKeys reads ring-ref and event-channel in one transaction, so they
-// belong to the same published ring, and validates them: decimal, non-zero
-// (libxenvchan treats 0 as failure), within range.
+// readKeys reads ring-ref and event-channel and validates them: decimal,
+// non-zero (libxenvchan treats 0 as failure), within range. It reads them
+// separately, as libxenvchan does, not in a transaction: a Dial then holds
+// no transaction, so any number of Dials of one domain stay clear of
+// xenstored's transaction quota (Qubes issue 11059). A pair torn by a
+// concurrent re-publish cannot connect: binding the port or claiming the
+// ring fails, and the next watch event retries.
 func (d *dialer) readKeys() (ref, port uint32, err error) {
-	var refV, portV []byte
-	err = xenstore.Update(d.xs, func(tx xenstore.Ops) error {
-		var err error
-		if refV, err = tx.Read(d.remote.Path + "/ring-ref"); err != nil {
-			return err
-		}
-		portV, err = tx.Read(d.remote.Path + "/event-channel")
-		return err
-	})
+	refV, err := d.xs.Read(d.remote.Path + "/ring-ref")
+	var portV []byte
+	if err == nil {
+		portV, err = d.xs.Read(d.remote.Path + "/event-channel")
+	}
 	if err != nil {
+		if isXenstoreQuota(err) {
+			return 0, 0, explainXenstore(err) // waiting will not cure it
+		}
 		return 0, 0, fmt.Errorf("%w: %v", errRetry, err)
 	}
 	r, err := parseDecimal(refV, 1<<32-1)

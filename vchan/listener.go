@@ -153,7 +153,7 @@ func (ln *Listener) publish() (_ *serverRing, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("publishing the vchan in xenstore: %w", err)
+		return nil, fmt.Errorf("publishing the vchan in xenstore: %w", explainXenstore(err))
 	}
 	return sr, nil
 }
@@ -198,6 +198,9 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		sr := ln.pending
 		switch live := sr.ep.PeerLive(); live {
 		case ring.LiveWaiting:
+			if err := channelErr(sr.ch); err != nil {
+				return nil, opError("accept", nil, ln.addr, err)
+			}
 			select {
 			case <-sr.ch.Events():
 			case <-ln.dl.wait():

@@ -50,3 +50,13 @@ var ErrNotBindable = errors.New("event channel port not bindable")
 
 // ErrClosed reports use of a closed channel or device.
 var ErrClosed = errors.New("event channel closed")
+
+// Failer is implemented by channels whose transport can fail as a whole,
+// such as the cross-process simulator's connection to its daemon: Err
+// returns that failure, or nil. A waiter that wakes (or is about to sleep)
+// checks it, so a dead transport fails blocked calls instead of leaving them
+// asleep until their deadline. The kernel's /dev/xen/evtchn has no such
+// failure and does not implement it.
+type Failer interface {
+	Err() error
+}

@@ -144,3 +144,11 @@ func (c *channel) Close() error {
 	_, _, err := d.call("unbind", msg(nil).u32(opUnbind, uint32(c.port)))
 	return err
 }
+
+// Err reports that the daemon is gone (evtchn.Failer): the wake-up every
+// channel gets then is not an event, and waiters must fail.
+func (c *channel) Err() error {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	return c.d.lost
+}
