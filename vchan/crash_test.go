@@ -531,7 +531,6 @@ func TestCrashListenerTakeover(t *testing.T) {
 	}
 }
 
-
 // TestCrashDaemonKilled: kill -9 of the simulator daemon. A new Dial or
 // Listen fails at once saying the simulator is gone. Connections whose
 // calls were blocked should fail promptly too (see the BUG skip).
