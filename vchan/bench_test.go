@@ -106,6 +106,20 @@ func BenchmarkBulk(b *testing.B) {
 	}
 }
 
+// BenchmarkChunk compares copy chunk sizes for 64 KiB writes through 64 KiB
+// rings in the same run: whole (one copy per side, one after the other)
+// against the default chunking.
+func BenchmarkChunk(b *testing.B) {
+	for _, chunk := range []int{1 << 30, 32 << 10, 16 << 10, 8 << 10} {
+		b.Run(fmt.Sprintf("chunk%d", min(chunk, 1<<20)), func(b *testing.B) {
+			defer func(old int) { copyChunk = old }(copyChunk)
+			copyChunk = chunk
+			_, srv, cli := connPair(b, 1<<16, 1<<16)
+			bulk(b, srv, cli, 64<<10)
+		})
+	}
+}
+
 // BenchmarkMemmove is the copy bound: a vchan copies each byte twice (into
 // the ring, out of it), on two cores at once.
 func BenchmarkMemmove(b *testing.B) {

@@ -92,13 +92,25 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		n, notify, err := c.ep.Read(p)
+		n, notify, err := c.ep.Read(p[:min(len(p), copyChunk)])
 		if err != nil {
 			return 0, c.opErr("read", c.fail(err))
 		}
 		if n > 0 {
 			if notify {
 				c.ch.Notify()
+			}
+			// Go on in chunks while data is there: each chunk's space is
+			// handed back to the writer as soon as it is copied out.
+			for n < len(p) {
+				m, notify, err := c.ep.Read(p[n:min(len(p), n+copyChunk)])
+				if m == 0 || err != nil {
+					break // an error is reported by the next call
+				}
+				if notify {
+					c.ch.Notify()
+				}
+				n += m
 			}
 			return n, nil
 		}
@@ -151,7 +163,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err := c.peerOpen(); err != nil {
 			return total, c.opErr("write", err)
 		}
-		n, notify, err := c.ep.Write(p)
+		n, notify, err := c.ep.Write(p[:min(len(p), copyChunk)])
 		if err != nil {
 			return total, c.opErr("write", c.fail(err))
 		}
@@ -205,6 +217,12 @@ func (c *Conn) Flush() error {
 		}
 	}
 }
+
+// copyChunk bounds one copy into or out of the ring before the index is
+// published. A 64 KiB Write into a 64 KiB ring then lets the reader start
+// copying the first chunk while the writer copies the next, instead of the
+// two copies running one after the other. A variable for the benchmarks.
+var copyChunk = 16 << 10
 
 // DefaultSpinWait is how long a Read or Write that finds the ring empty (or
 // full) keeps polling the peer's index before it asks the peer for an event
