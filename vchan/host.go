@@ -39,6 +39,10 @@ type Host struct {
 	close func() error // for SimHost
 
 	peers peerWatch // @releaseDomain watch for this host's connections
+
+	// cheapWakeups: waking the peer is a goroutine hand-off (the
+	// in-process Simulator), so connections do not spin by default.
+	cheapWakeups bool
 }
 
 // lazy opens a device once and remembers the result, error included.

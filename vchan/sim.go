@@ -76,6 +76,8 @@ func (s *Simulator) Domain(domid uint16) *Host {
 		openSharer: func() (gnt.Sharer, error) { return s.grants.Sharer(domid), nil },
 		openMapper: func() (gnt.Mapper, error) { return s.grants.Mapper(domid), nil },
 		openEvtchn: func() (evtchn.Device, error) { return s.events.Open(domid), nil },
+
+		cheapWakeups: true,
 	}
 	s.hosts[domid] = h
 	return h
