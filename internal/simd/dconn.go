@@ -299,7 +299,7 @@ func (c *conn) share(peer uint16, count int, n gnt.UnmapNotify) (msg, []int, err
 	dom := d.doms[c.domid]
 	if count > d.limit-dom.granted {
 		return nil, nil, errorf(stNoSpace, "vchan-simd: gntalloc: %d pages already granted by domain %d, %d more requested "+
-			"(limit %d; restart vchan-simd with a larger -grant-limit): %v", dom.granted, dom.id, count, d.limit, gnt.ErrNoSpace)
+			"(limit %d; restart vchan-simd with a larger -grant-limit)", dom.granted, dom.id, count, d.limit)
 	}
 	size := count * gnt.PageSize
 	hold, err := c.checkNotifyLocked(&n, size, true)
