@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -531,7 +530,7 @@ func (c *conn) closeRegionLocked(r *region) {
 			pg := r.pages[off/gnt.PageSize]
 			b = unsafe.Add(pg.mem.base, pg.page*gnt.PageSize+off%gnt.PageSize)
 		}
-		clearByte(b)
+		gnt.ClearByte((*byte)(b))
 	}
 	if r.hold != nil {
 		_ = r.hold.Notify() // the port may be gone; the kernel ignores that too
@@ -548,25 +547,6 @@ func (c *conn) closeRegionLocked(r *region) {
 			}
 		}
 	}
-}
-
-// littleEndian reports the byte order of this machine.
-var littleEndian = func() bool {
-	x := uint32(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
-// clearByte sets the byte at b to 0 with an atomic AND on its aligned
-// 32-bit word, so a peer updating the neighbouring bytes at the same moment
-// (the other live byte, the notify bits) loses nothing.
-func clearByte(b unsafe.Pointer) {
-	addr := uintptr(b)
-	w := addr &^ 3
-	shift := uint(addr-w) * 8
-	if !littleEndian {
-		shift = uint(3-(addr-w)) * 8
-	}
-	atomic.AndUint32((*uint32)(unsafe.Add(b, -int(addr-w))), ^(uint32(0xff) << shift))
 }
 
 // bind binds a port through the connection and starts its pump.

@@ -540,7 +540,7 @@ func (t *Table) closeLocked(r *region) error {
 	// The unmap notification, in the kernel's order: clear the byte, then
 	// notify through the held LOCAL port, which wakes its remote end.
 	if r.notify.ClearByte {
-		clearByte(r.mem, r.notify.Offset)
+		gnt.ClearByte(&r.mem[r.notify.Offset])
 	}
 	if r.hold != nil {
 		// The port may be gone with its dead domain; the kernel ignores
@@ -549,26 +549,6 @@ func (t *Table) closeLocked(r *region) error {
 		r.hold.Release()
 	}
 	return nil
-}
-
-// littleEndian reports the byte order of this machine.
-var littleEndian = func() bool {
-	x := uint32(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
-// clearByte sets mem[off] to 0. The kernel does a plain byte store; peers in
-// Go can only access the shared page atomically in 32-bit units, so this
-// clears the byte with an atomic AND on its aligned 32-bit word, which keeps
-// the neighbouring bytes (the other live byte, the notify bits) intact even
-// if a peer updates them at the same moment.
-func clearByte(mem []byte, off int) {
-	w := off &^ 3
-	shift := uint(off-w) * 8
-	if !littleEndian {
-		shift = uint(3-(off-w)) * 8
-	}
-	atomic.AndUint32((*uint32)(unsafe.Pointer(&mem[w])), ^(uint32(0xff) << shift))
 }
 
 // sharedRegion is a region this domain shared; it adds the grant references.
