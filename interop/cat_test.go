@@ -1,8 +1,6 @@
 package interop
 
 import (
-	"bufio"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -57,131 +55,21 @@ func catBinary(t testing.TB, e *env) string {
 	return catBin
 }
 
-// catProc is a process of these tests, killed when its context ends
-// (catTimeout) or the test is over.
-type catProc struct {
-	t      testing.TB
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *os.File      // our end of its stdout: readable after it exits
-	lines  chan string   // its stderr, line by line
-	stderr *syncBuffer   // all of its stderr
-	done   chan struct{} // closed when it has exited
-	err    error         // its exit status, after done
-}
-
-// startCat runs prog (an absolute path) with env, in its own context.
-func startCat(t testing.TB, env []string, prog string, args ...string) *catProc {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), catTimeout)
-	p := &catProc{t: t, name: filepath.Base(prog), lines: make(chan string, 1000), stderr: new(syncBuffer), done: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, prog, args...)
-	p.cmd.Env = env
-	p.cmd.WaitDelay = 5 * time.Second
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = outW, errW
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	outW.Close()
-	errW.Close()
-	p.stdout = outR
-	go func() {
-		sc := bufio.NewScanner(errR)
-		for sc.Scan() {
-			p.stderr.Write([]byte(sc.Text() + "\n"))
-			p.lines <- sc.Text()
-		}
-		errR.Close()
-		close(p.lines)
-	}()
-	go func() {
-		p.err = p.cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cancel() // kills it if still running
-		<-p.done
-		outR.Close()
-		if t.Failed() {
-			t.Logf("%s %s stderr:\n%s", p.name, strings.Join(args, " "), p.stderr)
-		}
-	})
-	return p
-}
-
-// waitLine returns the first stderr line that contains s; it fails the
-// test after timeout or if the process closes its stderr first.
-func (p *catProc) waitLine(s string, timeout time.Duration) string {
-	p.t.Helper()
-	tm := time.NewTimer(timeout)
-	defer tm.Stop()
-	for {
-		select {
-		case line, ok := <-p.lines:
-			if !ok {
-				<-p.done
-				p.t.Fatalf("%s exited (%v) before printing %q", p.name, p.err, s)
-			}
-			if strings.Contains(line, s) {
-				return line
-			}
-		case <-tm.C:
-			p.t.Fatalf("%s: no %q within %v", p.name, s, timeout)
-		}
-	}
-}
-
-// exit waits for the process to exit and returns its status.
-func (p *catProc) exit(timeout time.Duration) error {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		p.t.Fatalf("%s still running after %v", p.name, timeout)
-		return nil
-	}
-}
-
-func (p *catProc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // startVchanCat runs vchan-cat as simulated domain domid, with -v.
-func startVchanCat(t testing.TB, e *env, domid uint16, args ...string) *catProc {
+func startVchanCat(t testing.TB, e *env, domid uint16, args ...string) *proc {
 	t.Helper()
 	bin := catBinary(t, e)
 	args = append([]string{"-host", "sim", "-sim-dir", e.dir, "-domid", strconv.Itoa(int(domid)), "-v"}, args...)
-	return startCat(t, os.Environ(), bin, args...)
+	return startProc(t, os.Environ(), "", catTimeout, allLines, bin, args...)
 }
 
 // startProxy runs Debian's vchan-socket-proxy as domain domid.
-func startProxy(t testing.TB, e *env, domid uint16, args ...string) *catProc {
+func startProxy(t testing.TB, e *env, domid uint16, args ...string) *proc {
 	t.Helper()
-	return startCat(t, e.cEnv(domid), filepath.Join(e.root, proxyPath), args...)
+	return startProc(t, e.cEnv(domid), "", catTimeout, allLines, filepath.Join(e.root, proxyPath), args...)
 }
+
+func allLines(string) bool { return true }
 
 // catServeXor answers one request on c: it reads n bytes, writing each back
 // XORed with catXor as it arrives, then their SHA-256; then it wants EOF.
@@ -320,7 +208,7 @@ func TestCatClientSocketProxyServer(t *testing.T) {
 	// The end of stdin: vchan-cat closes the vchan once the proxy has read
 	// everything, and exits 0; the proxy closes the unix connection.
 	cat.stdin.Close()
-	if err := cat.exit(10 * time.Second); err != nil {
+	if err := cat.wait(10 * time.Second); err != nil {
 		t.Fatalf("vchan-cat: %v", err)
 	}
 	if extra, err := io.ReadAll(cat.stdout); err != nil || len(extra) != 0 {
@@ -424,7 +312,7 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 					// vchan-cat closes its connection to the XOR server.
 					u.Close()
 				}
-				if err := cat.exit(10 * time.Second); err != nil {
+				if err := cat.wait(10 * time.Second); err != nil {
 					t.Fatalf("vchan-cat: %v", err)
 				}
 				select {

@@ -3,6 +3,7 @@ package interop
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -199,31 +200,52 @@ type proc struct {
 }
 
 // start runs a program of the build directory, or an absolute path, as
-// domain domid. The test's cleanup kills it if it is still running.
+// domain domid. Its stderr lines starting with "peer: " or "gopeer: " are
+// its status lines. The test's cleanup kills it if it is still running.
 func (e *env) start(tb testing.TB, domid uint16, prog string, args ...string) *proc {
 	tb.Helper()
 	if !filepath.IsAbs(prog) {
 		prog = filepath.Join(e.build, prog)
 	}
+	isStatus := func(line string) bool {
+		return strings.HasPrefix(line, "peer: ") || strings.HasPrefix(line, "gopeer: ")
+	}
+	return startProc(tb, e.cEnv(domid), e.tmp, 0, isStatus, prog, args...)
+}
+
+// startProc runs prog with environment env in directory dir (or the
+// current one if empty), killed after timeout (if > 0) or when the test is
+// over. Its stderr lines for which keep returns true go to status.
+func startProc(tb testing.TB, env []string, dir string, timeout time.Duration, keep func(string) bool, prog string, args ...string) *proc {
+	tb.Helper()
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	p := &proc{tb: tb, name: filepath.Base(prog), status: make(chan string, 1000), stderr: new(syncBuffer), done: make(chan struct{})}
-	p.cmd = exec.Command(prog, args...)
-	p.cmd.Env = e.cEnv(domid)
-	p.cmd.Dir = e.tmp
+	p.cmd = exec.CommandContext(ctx, prog, args...)
+	p.cmd.Env = env
+	p.cmd.Dir = dir
+	p.cmd.WaitDelay = 5 * time.Second
 	// Pipes of our own, not exec's copying goroutines: the output must
 	// stay readable after the process exits.
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		cancel()
 		tb.Fatal(err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
+		cancel()
 		tb.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = outW, errW
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		cancel()
 		tb.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
+		cancel()
 		tb.Fatal(err)
 	}
 	outW.Close()
@@ -235,7 +257,7 @@ func (e *env) start(tb testing.TB, domid uint16, prog string, args ...string) *p
 		for sc.Scan() {
 			line := sc.Text()
 			p.stderr.Write([]byte(line + "\n"))
-			if strings.HasPrefix(line, "peer: ") || strings.HasPrefix(line, "gopeer: ") {
+			if keep(line) {
 				p.status <- line
 			}
 		}
@@ -244,6 +266,7 @@ func (e *env) start(tb testing.TB, domid uint16, prog string, args ...string) *p
 	}()
 	go func() {
 		p.err = p.cmd.Wait()
+		cancel()
 		close(p.done)
 	}()
 	tb.Cleanup(func() {
@@ -271,6 +294,17 @@ func (p *proc) kill() {
 // fails the test after timeout or if the process closes its stderr first.
 func (p *proc) waitStatus(prefix string, timeout time.Duration) string {
 	p.tb.Helper()
+	return p.waitFor(func(l string) bool { return strings.HasPrefix(l, prefix) }, prefix, timeout)
+}
+
+// waitLine returns the next status line that contains s.
+func (p *proc) waitLine(s string, timeout time.Duration) string {
+	p.tb.Helper()
+	return p.waitFor(func(l string) bool { return strings.Contains(l, s) }, s, timeout)
+}
+
+func (p *proc) waitFor(match func(string) bool, what string, timeout time.Duration) string {
+	p.tb.Helper()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
@@ -278,14 +312,24 @@ func (p *proc) waitStatus(prefix string, timeout time.Duration) string {
 		case line, ok := <-p.status:
 			if !ok {
 				<-p.done
-				p.tb.Fatalf("%s exited (%v) before printing %q", p.name, p.err, prefix)
+				p.tb.Fatalf("%s exited (%v) before printing %q", p.name, p.err, what)
 			}
-			if strings.HasPrefix(line, prefix) {
+			if match(line) {
 				return line
 			}
 		case <-t.C:
-			p.tb.Fatalf("%s: no %q within %v", p.name, prefix, timeout)
+			p.tb.Fatalf("%s: no %q within %v", p.name, what, timeout)
 		}
+	}
+}
+
+// running reports whether the process has not exited yet.
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
 	}
 }
 
