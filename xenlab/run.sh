@@ -2,11 +2,14 @@
 # Proves the vchan library on real Xen: boots Xen 4.17 and a Debian dom0
 # under QEMU (TCG), starts a PV domU, runs the project's tests in both, and
 # prints a summary (also in .cache/xenlab/summary.txt). Exits non-zero if
-# any test failed or the guest hung.
+# any test failed or a guest hung.
 #
 #   xenlab/run.sh                 everything (builds the image when needed)
 #   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit in seconds (600)
-#   XENLAB_XENSTORED=xenstored         C xenstored instead of oxenstored
+#   XENLAB_XENSTORED=xenstored         one boot, the whole plan, with this
+#                                      xenstored (default: the whole plan
+#                                      with oxenstored, then the dom0 tests
+#                                      again with C xenstored)
 #   XENLAB_TPUT_BYTES=16777216         bytes per throughput transfer
 #
 # The image (Xen, kernel, dom0 and domU roots, from Debian's packages) lives
@@ -73,38 +76,53 @@ go test -c -o "$share/bin/evtchn.test" ./internal/evtchn
 go test -c -o "$share/bin/gnt.test" ./internal/gnt
 go test -c -o "$share/bin/guesttest.test" ./xenlab/guesttest
 go build -o "$share/bin/vchanpeer" ./xenlab/vchanpeer
+go build -o "$share/bin/vchan-cat" ./cmd/vchan-cat
 install -m 755 xenlab/guest/dom0-tests.sh "$share/run.sh"
 ln -f "$img/vmlinux" "$share/vmlinux" 2>/dev/null || cp "$img/vmlinux" "$share/vmlinux"
 # The domU gets the Go binaries in a cpio appended to its root.
 extra=$(mktemp -d)
 trap 'rm -rf "$extra"' EXIT
 mkdir -p "$extra/usr/local/bin"
-cp "$share/bin/vchanpeer" "$share/bin/guesttest.test" "$extra/usr/local/bin/"
+cp "$share/bin/vchanpeer" "$share/bin/vchan-cat" "$share/bin/guesttest.test" "$extra/usr/local/bin/"
 (cd "$extra" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$img/domu-base.cpio" - >"$share/domu-initrd.cpio"
 
-# 4. Boot Xen + dom0; dom0's init runs share/run.sh and powers off.
-say "booting Xen + dom0 under QEMU (TCG), limit ${timeout_s} s; console: $logs/console.log"
-xenstored=${XENLAB_XENSTORED:-oxenstored}
-set +e
-timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu qemu64 -smp 2 -m 2048 \
-	-nographic -no-reboot \
-	-kernel "$img/xen.elf" \
-	-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-	-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xenstored TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216},$img/dom0-initrd.gz" \
-	-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
-	</dev/null 2>&1 | tr -d '\r' | tee "$logs/console.log" |
-	grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT)'
-qemu_rc=${PIPESTATUS[0]}
-set -e
-say "QEMU exited (rc $qemu_rc)"
-cp -r "$share/logs" "$logs/guest" 2>/dev/null || true
-cp "$share/results.txt" "$logs/results.txt" 2>/dev/null || true
+# 4. Boot Xen + dom0; dom0's init runs share/run.sh and powers off. Two
+# boots: the whole plan with oxenstored (Debian's default), then the dom0
+# tests (devices, nettest, interop, kill -9) again with C xenstored.
+boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
+	local tag=$1 xs=$2 plan=$3 rc
+	say "boot $tag: Xen + dom0 under QEMU (TCG), $xs, plan $plan, limit ${timeout_s} s; console: $logs/console-$tag.log"
+	rm -f "$share/results.txt"
+	set +e
+	timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu qemu64 -smp 2 -m 2048 \
+		-nographic -no-reboot \
+		-kernel "$img/xen.elf" \
+		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216},$img/dom0-initrd.gz" \
+		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
+		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
+		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT)'
+	rc=${PIPESTATUS[0]}
+	set -e
+	say "boot $tag: QEMU exited (rc $rc)"
+	cat "$share/results.txt" >>"$logs/results.txt" 2>/dev/null || true
+	mkdir -p "$logs/guest-$tag"
+	cp -r "$share/logs/." "$logs/guest-$tag/" 2>/dev/null || true
+	rm -rf "$share/logs"
+	mkdir -p "$share/logs"
+	if grep -q '^XENLAB-DONE' "$logs/console-$tag.log"; then
+		echo "$tag $xs: finished" >>"$logs/boots.txt"
+	else
+		echo "$tag $xs: GUEST DID NOT FINISH (QEMU rc $rc$([ "$rc" = 124 ] && echo ": killed after ${timeout_s} s"))" >>"$logs/boots.txt"
+	fi
+}
+: >"$logs/results.txt"
+: >"$logs/boots.txt"
+boot full "${XENLAB_XENSTORED:-oxenstored}" full
+[ -n "${XENLAB_XENSTORED:-}" ] || boot cxenstored xenstored devices
 
 # 5. Summary.
 results=$logs/results.txt
-[ -f "$results" ] || : >"$results"
-done_marker=no
-grep -q '^XENLAB-DONE' "$logs/console.log" && done_marker=yes
 item_status() { # the roll-up of every result whose id starts with "$1."
 	local ids
 	ids=$(awk -v p="$1." 'index($1, p) == 1' "$results")
@@ -119,7 +137,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 {
 	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
-	echo "xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version"), $xenstored"
+	echo "xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version")"
+	sed 's/^/boot /' "$logs/boots.txt"
 	echo
 	printf '%-9s %s\n' \
 		"$(item_status a)" "a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)" \
@@ -127,11 +146,14 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		"$(item_status c)" "c. dom0 <-> domU, Go server and Go client, checksummed" \
 		"$(item_status d)" "d. interop with libxenvchan (vchan-ref), both roles, several ring sizes" \
 		"$(item_status e)" "e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup" \
-		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU"
+		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU" \
+		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
+		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU"
+	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
 	echo "results:"
 	sed 's/^/  /' "$results"
-	if grep -q '^XENLAB-TPUT' "$logs/console.log"; then
+	if grep -q '^XENLAB-TPUT' "$logs/console-full.log"; then
 		echo
 		echo "throughput (TCG-emulated machine: compare ratios only)"
 		awk '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
@@ -143,23 +165,29 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 					gm = g ? bytes / g / 1000 : 0; cm = c ? bytes / c / 1000 : 0
 					printf "  %-28s %10.2f %10.2f %8s\n", k, gm, cm, (gm && cm) ? sprintf("%.2f", gm / cm) : "-"
 				}
-			}' "$logs/console.log" | sort
+			}' "$logs/console-full.log" | sort
 	fi
-	echo
-	if [ "$done_marker" = no ]; then
-		echo "GUEST DID NOT FINISH (QEMU rc $qemu_rc$([ "$qemu_rc" = 124 ] && echo ": killed after ${timeout_s} s"))"
+	if grep -q '^XENLAB-RTT' "$logs/console-full.log"; then
+		echo
+		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only)"
+		awk '/^XENLAB-RTT/ { rtt[$2] = $3 } END {
+			printf "  %10s %10s %8s\n", "Go µs", "C µs", "Go/C"
+			printf "  %10.1f %10.1f %8s\n", rtt["go"] / 1000, rtt["ref"] / 1000, (rtt["go"] && rtt["ref"]) ? sprintf("%.2f", rtt["go"] / rtt["ref"]) : "-"
+		}' "$logs/console-full.log"
 	fi
 } >"$summary"
 cat "$summary"
 
 fail=0
-[ "$done_marker" = yes ] || fail=1
+grep -q 'DID NOT FINISH' "$logs/boots.txt" && fail=1
 grep -q ' FAIL ' "$results" && fail=1
 [ -s "$results" ] || fail=1
 if [ $fail = 1 ]; then
-	echo
-	echo "---- last 40 lines of the console ($logs/console.log)"
-	tail -n 40 "$logs/console.log"
-	echo "---- guest logs: $logs/guest/"
+	for c in "$logs"/console-*.log; do
+		echo
+		echo "---- last 40 lines of $c"
+		tail -n 40 "$c"
+	done
+	echo "---- guest logs: $logs/guest-*/"
 	exit 1
 fi

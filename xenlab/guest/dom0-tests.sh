@@ -19,8 +19,11 @@ U= # the domU's id, once it runs
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 T0=$(now_ms)
 log() { echo "XENLAB-LOG +$((($(now_ms) - T0) / 1000))s $*"; }
+# With C xenstored (a second boot) every id gets "@xenstored".
+IDSUFFIX=
+[ "${XENSTORED:-oxenstored}" = oxenstored ] || IDSUFFIX=@$XENSTORED
 result() { # id status detail...
-	local id=$1 st=$2
+	local id=$1$IDSUFFIX st=$2
 	shift 2
 	echo "XENLAB-RESULT $id $st $*"
 	echo "$id $st $*" >>"$R"
@@ -59,23 +62,29 @@ waitnode() {
 	done
 }
 
-# The domU runs commands dom0 writes to its data/cmd/<n> (see domu-init.sh).
+# The domU runs commands dom0 writes to its data/cmd/<n>, each within the
+# time limit in data/limit/<n>; it kills one that overruns, after printing
+# what it was blocked on, and reports rc 124 (see domu-init.sh).
 N=0
-ucmd_start() {
+UC_LIMIT=150
+ucmd_start() { # COMMAND [LIMIT-SECONDS]
 	N=$((N + 1))
-	xenstore-write "/local/domain/$U/data/cmd/$N" "$1"
+	UC_LIMIT=${2:-150}
+	xenstore-write "/local/domain/$U/data/limit/$N" "$UC_LIMIT" &&
+		xenstore-write "/local/domain/$U/data/cmd/$N" "$1"
 }
 # (Not in a subshell: N must advance in this shell.)
-ucmd_wait() { # SECONDS: sets UC_RC to the rc of the last command, 124 on timeout
+ucmd_wait() { # sets UC_RC to the rc of the last command, 124 if it overran
 	UC_RC=124
-	if waitnode "/local/domain/$U/data/rc/$N" "$1"; then
+	if waitnode "/local/domain/$U/data/rc/$N" $((UC_LIMIT + 30)); then
 		UC_RC=$(xenstore-read "/local/domain/$U/data/rc/$N")
 	fi
 }
-ucmd() { ucmd_start "$1" && ucmd_wait "$2"; }
+ucmd() { ucmd_start "$1" "$2" && ucmd_wait; }
 
 # Data: random files of these sizes on both sides.
 SIZES="1048576 4194304 ${TPUT_BYTES:=16777216}"
+PINGS=${PINGS:-2000}
 for s in $SIZES; do
 	head -c "$s" /dev/urandom >"/tmp/d$s"
 	sha0[s]=$(sha256sum <"/tmp/d$s" | cut -c1-64)
@@ -149,7 +158,7 @@ xfer() {
 	ucmd_start "$ucmdline; rc=\$?; cat /tmp/e; xenstore-write data/sha/x$K \$(sha256sum </tmp/o | cut -c1-64); exit \$rc"
 	if [ "$side" = domU ]; then
 		if ! waitnode "$path/ring-ref" 30; then
-			ucmd_wait 130
+			ucmd_wait
 			rcu=$UC_RC
 			result "$id" FAIL "domU server did not publish $path/ring-ref in 30 s (domU rc=$rcu)"
 			return
@@ -161,7 +170,7 @@ xfer() {
 		wait "$pid"
 		rc0=$?
 	fi
-	ucmd_wait 130
+	ucmd_wait
 	rcu=$UC_RC
 	XFER_MS=$(($(now_ms) - t))
 	shaGot=$(sha256sum </tmp/out0 | cut -c1-64)
@@ -253,6 +262,13 @@ killtest e.kill2 client ref
 killtest e.kill3 server go
 killtest e.kill4 server ref
 
+# PLAN=devices (the C xenstored boot): only the tests above.
+if [ "${PLAN:-full}" = devices ]; then
+	log "dom0 test plan done (PLAN=devices)"
+	echo "XENLAB-DONE"
+	exit 0
+fi
+
 ### c. dom0 <-> domU
 cat >/tmp/domu.cfg <<EOF
 name = "domu1"
@@ -273,7 +289,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	ucmd "for s in $SIZES; do head -c \$s /dev/urandom >/tmp/d\$s; xenstore-write data/sums/\$s \$(sha256sum </tmp/d\$s | cut -c1-64); done" 120
 	[ "$UC_RC" = 0 ] || result c.domu-data FAIL "making data in the domU: rc=$UC_RC"
 	gotest_domu() { # ID TESTREGEX MUSTPASS: guesttest.test in the domU
-		ucmd "timeout 200 /usr/local/bin/guesttest.test -test.v -test.count=1 -test.run '$2' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: $3 ' /tmp/gt.txt || exit 99; exit \$rc" 220
+		ucmd "/usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '$2' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: $3 ' /tmp/gt.txt || exit 99; exit \$rc" 200
 		if [ "$UC_RC" = 0 ]; then result "$1" PASS "in domU $U"; else result "$1" FAIL "in domU $U: rc=$UC_RC (see logs/guest-domu1.log)"; fi
 	}
 	gotest_domu a.domu-xenstore-device '^TestXenstoreDevice$' TestXenstoreDevice
@@ -289,6 +305,104 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		xfer "d.dom0srv-ref-go-$ring" dom0 ref go "$ring" 1048576 1048576
 		xfer "d.domUsrv-go-ref-$ring" domU go ref "$ring" 1048576 1048576
 		xfer "d.domUsrv-ref-go-$ring" domU ref go "$ring" 1048576 1048576
+	done
+
+	### g. vchan-cat between dom0 and the domU, and with vchan-socket-proxy
+	CAT=$B/vchan-cat
+	UCAT=/usr/local/bin/vchan-cat
+	PROXY=/usr/lib/xen-4.17/bin/vchan-socket-proxy
+	catcheck() { # ID WANT-SHA GOT-SHA DETAIL: one result
+		if [ -n "$2" ] && [ "$2" = "$3" ]; then
+			result "$1" PASS "$4"
+		else
+			result "$1" FAIL "$4; sha256 want ${2:0:12} got ${3:0:12}"
+		fi
+	}
+	# g.file-to-dom0: vchan-cat -l in dom0 receives 4 MiB from vchan-cat in the domU.
+	t=$(now_ms)
+	timeout -k 2 120 "$CAT" -l "$U" g1 >/tmp/g1.out 2>"$L/g.file-to-dom0.err" &
+	pid=$!
+	waitnode "/local/domain/0/data/vchan/$U/g1/ring-ref" 30
+	ucmd "$UCAT 0 g1 </tmp/d4194304" 120
+	wait $pid
+	rc0=$?
+	catcheck g.file-to-dom0 "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(sha256sum </tmp/g1.out | cut -c1-64)" \
+		"vchan-cat -l in dom0 <- vchan-cat in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
+	[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-dom0-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-dom0.err")"
+	# g.file-to-domU: vchan-cat -l in the domU receives 4 MiB from dom0.
+	t=$(now_ms)
+	ucmd_start "$UCAT -l 0 g2 >/tmp/o 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/sha/g2 \$(sha256sum </tmp/o | cut -c1-64); exit \$rc" 120
+	waitnode "/local/domain/$U/data/vchan/0/g2/ring-ref" 30
+	timeout -k 2 120 "$CAT" "$U" g2 </tmp/d4194304 2>"$L/g.file-to-domU.err"
+	rc0=$?
+	ucmd_wait
+	[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-domU-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-domU.err")"
+	catcheck g.file-to-domU "$(sum0 4194304)" "$(xenstore-read "/local/domain/$U/data/sha/g2" 2>/dev/null)" \
+		"vchan-cat in dom0 -> vchan-cat -l in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
+	# g.exec: vchan-cat -l -e in the domU runs sha256sum on what dom0 sends
+	# and sends the sum back (-q -1: dom0 reads until the domU closes).
+	ucmd_start "$UCAT -l 0 g3 -e 'head -c 1048576 | sha256sum' 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+	waitnode "/local/domain/$U/data/vchan/0/g3/ring-ref" 30
+	timeout -k 2 120 "$CAT" -q -1 "$U" g3 </tmp/d1048576 >/tmp/g3.out 2>"$L/g.exec.err"
+	rc0=$?
+	ucmd_wait
+	catcheck g.exec "$(sum0 1048576)" "$(cut -c1-64 /tmp/g3.out)" \
+		"vchan-cat -q -1 in dom0 -> vchan-cat -l -e 'sha256sum' in domU and back, rc dom0=$rc0 domU=$UC_RC"
+	# g.bridge-proxy-client: domU vchan-cat -> dom0 vchan-cat -l -unix-connect
+	# -> unix socket -> dom0 vchan-socket-proxy -m client -> domU vchan-cat -l.
+	rm -f /tmp/g4.sock
+	timeout -k 2 120 "$PROXY" -m client "$U" "/local/domain/$U/data/vchan/0/g4" /tmp/g4.sock 2>"$L/g.bridge-proxy-client.proxy.err" &
+	ppid=$!
+	timeout -k 2 120 "$CAT" -l "$U" g4b -unix-connect /tmp/g4.sock 2>"$L/g.bridge-proxy-client.cat.err" &
+	cpid=$!
+	waitnode "/local/domain/0/data/vchan/$U/g4b/ring-ref" 30
+	ucmd "$UCAT -l 0 g4 >/tmp/o 2>/tmp/e4 & s=\$!; i=0; until xenstore-read data/vchan/0/g4/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g4b </tmp/d4194304 2>/tmp/e4b; c=\$?; wait \$s; s=\$?; cat /tmp/e4 /tmp/e4b; xenstore-write data/sha/g4 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
+	wait $cpid
+	rc0=$?
+	kill $ppid 2>/dev/null
+	wait $ppid 2>/dev/null
+	catcheck g.bridge-proxy-client "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g4" 2>/dev/null)" \
+		"4 MiB domU vchan-cat -> dom0 vchan-cat -unix-connect -> vchan-socket-proxy -m client -> domU vchan-cat -l; bridge rc=$rc0, domU rc=$UC_RC"
+	# g.bridge-proxy-server: domU vchan-cat -> dom0 vchan-socket-proxy -m server
+	# -> unix socket -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l.
+	rm -f /tmp/g5.sock
+	timeout -k 2 120 "$CAT" -unix-listen /tmp/g5.sock "$U" g5 2>"$L/g.bridge-proxy-server.cat.err" &
+	cpid=$!
+	i=0
+	until [ -S /tmp/g5.sock ] || [ $i -gt 300 ]; do i=$((i + 1)); sleep 0.1; done
+	timeout -k 2 120 "$PROXY" -m server "$U" "/local/domain/0/data/vchan/$U/g5a" /tmp/g5.sock 2>"$L/g.bridge-proxy-server.proxy.err" &
+	ppid=$!
+	waitnode "/local/domain/0/data/vchan/$U/g5a/ring-ref" 30
+	ucmd "$UCAT -l 0 g5 >/tmp/o 2>/tmp/e5 & s=\$!; i=0; until xenstore-read data/vchan/0/g5/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g5a </tmp/d4194304 2>/tmp/e5a; c=\$?; wait \$s; s=\$?; cat /tmp/e5 /tmp/e5a; xenstore-write data/sha/g5 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
+	kill $ppid $cpid 2>/dev/null
+	wait $ppid $cpid 2>/dev/null
+	catcheck g.bridge-proxy-server "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g5" 2>/dev/null)" \
+		"4 MiB domU vchan-cat -> vchan-socket-proxy -m server -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l; domU rc=$UC_RC"
+
+	### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
+	for impl in go ref; do
+		K=$((K + 1))
+		path=/local/domain/$U/data/p$K
+		if [ $impl = go ]; then
+			ucmd_start "/usr/local/bin/vchanpeer -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		else
+			ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		fi
+		waitnode "$path/ring-ref" 30
+		if [ $impl = go ]; then
+			timeout -k 2 120 "$GO" -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
+		else
+			timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
+		fi
+		rc0=$?
+		ucmd_wait
+		rtt=$(awk '/^rtt-ns/ { print $2 }' "$L/h.rtt-$impl.err")
+		if [ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] && [ -n "$rtt" ]; then
+			result "h.rtt-$impl" PASS "$PINGS round trips of 1 byte, $impl client in dom0 and server in domU: mean ${rtt} ns"
+			echo "XENLAB-RTT $impl $rtt"
+		else
+			result "h.rtt-$impl" FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/h.rtt-$impl.err")"
+		fi
 	done
 
 	### f. throughput, Go vs libxenvchan, one way at a time
@@ -308,7 +422,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	timeout -k 2 20 "$GO" -wait-close server "$U" "$p1" 0 65536 </dev/null 2>"$L/e.destroy.srv.err" &
 	s1=$!
 	waitnode "$p1/ring-ref" 30
-	ucmd_start "sleep 1000 | /usr/local/bin/vchanpeer client 0 $p1 -1 >/dev/null 2>/tmp/e1 & sleep 1000 | /usr/local/bin/vchanpeer server 0 $p2 -1 65536 >/dev/null 2>/tmp/e2"
+	ucmd_start "sleep 1000 | /usr/local/bin/vchanpeer client 0 $p1 -1 >/dev/null 2>/tmp/e1 & sleep 1000 | /usr/local/bin/vchanpeer server 0 $p2 -1 65536 >/dev/null 2>/tmp/e2" 900
 	waitnode "$p2/ring-ref" 30
 	timeout -k 2 20 "$GO" -wait-close client "$U" "$p2" 0 </dev/null 2>"$L/e.destroy.cli.err" &
 	c1=$!

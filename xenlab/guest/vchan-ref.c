@@ -9,6 +9,12 @@
  * (default 4096) each way, as libxenvchan_server_init's minimum sizes.
  * With EXPECT-BYTES -1 it reads until the peer closes.
  *
+ *   vchan-ref -ping N server|client PEER-DOMID XENSTORE-PATH [RING-BYTES]
+ *
+ * measures the 1-byte round trip in libxenvchan's blocking mode: the client
+ * sends one byte and waits for it to come back, N times, and prints
+ * "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
+ *
  * Built in the dom0 root with: gcc -O2 -o vchan-ref vchan-ref.c -lxenvchan
  */
 #include <errno.h>
@@ -17,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libxenvchan.h>
@@ -36,6 +43,67 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* One byte each way, n times; the client times it. */
+static int ping_pong(int argc, char **argv)
+{
+	struct libxenvchan *v;
+	long n, i;
+	int server;
+	size_t ring = 4096;
+	long long t0;
+	unsigned char b;
+
+	if (argc < 6 || argc > 7 || (strcmp(argv[3], "server") && strcmp(argv[3], "client"))) {
+		fprintf(stderr, "usage: %s -ping N server|client PEER-DOMID PATH [RING-BYTES]\n", argv[0]);
+		return 2;
+	}
+	n = atol(argv[2]);
+	server = !strcmp(argv[3], "server");
+	if (argc == 7)
+		ring = (size_t)atol(argv[6]);
+	if (server)
+		v = libxenvchan_server_init(NULL, atoi(argv[4]), argv[5], ring, ring);
+	else
+		v = libxenvchan_client_init(NULL, atoi(argv[4]), argv[5]);
+	if (!v) {
+		perror(server ? "libxenvchan_server_init" : "libxenvchan_client_init");
+		return 1;
+	}
+	v->blocking = 1;
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		if (!server) {
+			b = (unsigned char)i;
+			if (libxenvchan_write(v, &b, 1) != 1)
+				goto closed;
+		}
+		if (libxenvchan_read(v, &b, 1) != 1)
+			goto closed;
+		if (server) {
+			if (libxenvchan_write(v, &b, 1) != 1)
+				goto closed;
+		} else if (b != (unsigned char)i) {
+			fprintf(stderr, "vchan-ref: round trip %ld: got byte %u back\n", i, b);
+			return 1;
+		}
+	}
+	if (!server)
+		fprintf(stderr, "rtt-ns %lld\n", (now_ns() - t0) / n);
+	/* (The client still reads the last byte after a close: its mapping stays.) */
+	libxenvchan_close(v);
+	return 0;
+closed:
+	fprintf(stderr, "vchan-ref: peer closed after %ld round trips\n", i);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct libxenvchan *v;
@@ -45,6 +113,8 @@ int main(int argc, char **argv)
 	int server, domid, stdin_open = 1;
 	size_t ring = 4096;
 
+	if (argc > 1 && !strcmp(argv[1], "-ping"))
+		return ping_pong(argc, argv);
 	if (argc < 5 || argc > 6 ||
 	    (strcmp(argv[1], "server") && strcmp(argv[1], "client"))) {
 		fprintf(stderr, "usage: %s server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]\n", argv[0]);
@@ -116,6 +186,14 @@ int main(int argc, char **argv)
 		if (open == 0 && libxenvchan_data_ready(v) == 0) {
 			if (expect < 0 && !stdin_open && inoff == inlen)
 				break;
+			/* The peer may close as soon as it has everything it
+			 * expects, before this side has seen EOF on stdin: done
+			 * if stdin has nothing more. */
+			if (expect >= 0 && got >= expect && inoff == inlen && stdin_open) {
+				fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK);
+				if (read(0, in, 1) == 0)
+					break;
+			}
 			fprintf(stderr, "vchan-ref: peer closed after %lld of %lld bytes\n", got, expect);
 			libxenvchan_close(v);
 			return 1;

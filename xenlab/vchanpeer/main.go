@@ -11,6 +11,11 @@
 // With -wait-close it sends nothing and reads until the connection fails,
 // then prints "closed-at <unix ns> <error>" on stderr: the lab kills the
 // peer and measures how long the survivor takes to notice.
+//
+// With -ping N it measures the 1-byte round trip instead: the client sends
+// one byte and waits for it to come back, N times, and prints
+// "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
+// EXPECT-BYTES is ignored then.
 package main
 
 import (
@@ -28,6 +33,7 @@ import (
 
 func main() {
 	waitClose := flag.Bool("wait-close", false, "send nothing; read until the connection fails and print when")
+	pings := flag.Int("ping", 0, "echo (server) or time (client) this many 1-byte round trips")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
@@ -79,6 +85,15 @@ func main() {
 	r, w := c.RingSizes()
 	fmt.Fprintf(os.Stderr, "vchanpeer: connected %s <-> %s rings read %d write %d\n", c.LocalAddr(), c.RemoteAddr(), r, w)
 
+	if *pings > 0 {
+		if err := pingPong(c, args[0] == "server", *pings); err != nil {
+			fatal("ping: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			fatal("close: %v", err)
+		}
+		return
+	}
 	if *waitClose {
 		_, err := io.Copy(io.Discard, c)
 		fmt.Fprintf(os.Stderr, "closed-at %d %v\n", time.Now().UnixNano(), err)
@@ -113,6 +128,37 @@ func main() {
 	if err := c.Close(); err != nil {
 		fatal("close: %v", err)
 	}
+}
+
+// pingPong echoes n single bytes (server) or times n round trips of one
+// byte (client).
+func pingPong(c *vchan.Conn, server bool, n int) error {
+	b := make([]byte, 1)
+	start := time.Now()
+	for i := range n {
+		if !server {
+			b[0] = byte(i)
+			if _, err := c.Write(b); err != nil {
+				return err
+			}
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return fmt.Errorf("round trip %d: %w", i, err)
+		}
+		if server {
+			if _, err := c.Write(b); err != nil {
+				return err
+			}
+		} else if b[0] != byte(i) {
+			return fmt.Errorf("round trip %d: got byte %d back", i, b[0])
+		}
+	}
+	if !server {
+		fmt.Fprintf(os.Stderr, "rtt-ns %d\n", time.Since(start).Nanoseconds()/int64(n))
+	} else if err := c.Flush(); err != nil {
+		return err
+	}
+	return nil
 }
 
 func fatal(format string, args ...any) {
