@@ -171,8 +171,12 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		echo
 		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only)"
 		awk '/^XENLAB-RTT/ { rtt[$2] = $3 } END {
-			printf "  %10s %10s %8s\n", "Go µs", "C µs", "Go/C"
-			printf "  %10.1f %10.1f %8s\n", rtt["go"] / 1000, rtt["ref"] / 1000, (rtt["go"] && rtt["ref"]) ? sprintf("%.2f", rtt["go"] / rtt["ref"]) : "-"
+			printf "  %-32s %10s %8s\n", "peers", "µs", "vs C"
+			n = split("go go-nospin ref", k, " ")
+			split("Go (default spin 50 µs)|Go, spinning off|C libxenvchan (blocking)", label, "|")
+			for (i = 1; i <= n; i++)
+				if (rtt[k[i]])
+					printf "  %-32s %10.1f %8s\n", label[i], rtt[k[i]] / 1000, rtt["ref"] ? sprintf("%.2f", rtt[k[i]] / rtt["ref"]) : "-"
 		}' "$logs/console-full.log"
 	fi
 } >"$summary"

@@ -380,17 +380,20 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		"4 MiB domU vchan-cat -> vchan-socket-proxy -m server -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l; domU rc=$UC_RC"
 
 	### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
-	for impl in go ref; do
+	# (go-nospin: both Go ends with Conn.SetSpinWait(0), blocking at once.)
+	for impl in go go-nospin ref; do
 		K=$((K + 1))
 		path=/local/domain/$U/data/p$K
-		if [ $impl = go ]; then
-			ucmd_start "/usr/local/bin/vchanpeer -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		spin=
+		[ $impl = go-nospin ] && spin=-spin=0
+		if [ $impl != ref ]; then
+			ucmd_start "/usr/local/bin/vchanpeer $spin -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 		else
 			ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 		fi
 		waitnode "$path/ring-ref" 30
-		if [ $impl = go ]; then
-			timeout -k 2 120 "$GO" -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
+		if [ $impl != ref ]; then
+			timeout -k 2 120 "$GO" $spin -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
 		else
 			timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
 		fi

@@ -34,6 +34,7 @@ import (
 func main() {
 	waitClose := flag.Bool("wait-close", false, "send nothing; read until the connection fails and print when")
 	pings := flag.Int("ping", 0, "echo (server) or time (client) this many 1-byte round trips")
+	spin := flag.Duration("spin", -1, "Conn.SetSpinWait (negative: the library's default)")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
@@ -81,6 +82,9 @@ func main() {
 		if err != nil {
 			fatal("dial: %v", err)
 		}
+	}
+	if *spin >= 0 {
+		c.SetSpinWait(*spin)
 	}
 	r, w := c.RingSizes()
 	fmt.Fprintf(os.Stderr, "vchanpeer: connected %s <-> %s rings read %d write %d\n", c.LocalAddr(), c.RemoteAddr(), r, w)
