@@ -6,7 +6,15 @@
 //     Go↔Go (two Go processes), C↔C (two processes of Debian's real
 //     libxenvchan through the shims of interop/shim), Go→C and C→Go;
 //   - the same over a unix socket pair between two Go processes;
-//   - memmove of 64 KiB on one core;
+//   - memmove on one core, two ways: 64 KiB again and again (the size of
+//     one write and of one ring, so source and destination stay in the
+//     core's cache), and 64 MiB buffers (the bytes of one bulk round, out
+//     of cache: the core's memory-copy bandwidth);
+//   - a bare ring: two threads of one process moving the same bytes through
+//     a 64 KiB ring of shared memory in the same 16 KiB chunks as a Conn,
+//     with none of the protocol (no validation, no notify bits, no events),
+//     spinning on each other's index: what any ring of this size can do on
+//     this machine, the ceiling for vchan's 64 KiB figure;
 //   - 1-byte ping-pong round trips: Go↔Go, C↔C, unix socket pair;
 //   - heap allocations per steady-state Read/Write of the Go peers;
 //   - CPU used by an idle Go peer blocked in Read.
@@ -140,8 +148,8 @@ func (p *proc) connected() error {
 	}
 }
 
-// result is a parsed "ok" line: Go peers add mallocs and ops.
-type result struct{ mallocs, ops int64 }
+// result is a parsed "ok" line: Go peers add mallocs, ops and gcs.
+type result struct{ mallocs, ops, gcs int64 }
 
 func (p *proc) send(n int64) error {
 	_, err := fmt.Fprintf(p.stdin, "%d\n", n)
@@ -158,22 +166,27 @@ func (p *proc) ok() (result, error) {
 		return result{}, fmt.Errorf("%s: %q", p.name, line)
 	}
 	var r result
-	if len(f) == 3 {
+	if len(f) >= 3 {
 		r.mallocs, _ = strconv.ParseInt(f[1], 10, 64)
 		r.ops, _ = strconv.ParseInt(f[2], 10, 64)
+	}
+	if len(f) >= 4 {
+		r.gcs, _ = strconv.ParseInt(f[3], 10, 64)
 	}
 	return r, nil
 }
 
 // pair is one measured connection: the processes that take commands.
 type pair struct {
-	name    string
-	procs   []*proc
-	idle    *proc // a Go peer that blocks in Read between commands (echo)
-	goPeers bool  // reports allocations
-	times   []time.Duration
-	mallocs int64
-	ops     int64
+	name     string
+	procs    []*proc
+	idle     *proc // a Go peer that blocks in Read between commands (echo)
+	goPeers  bool  // reports allocations
+	times    []time.Duration
+	mallocs  int64
+	ops      int64
+	gcs      int64   // garbage collections in the peers during measured commands
+	perRound []int64 // mallocs of each measured round, for the diagnostics
 }
 
 // run sends n to every process of the pair, waits for all to finish and
@@ -185,18 +198,22 @@ func (pr *pair) run(n int64, record bool) error {
 			return err
 		}
 	}
+	var m int64
 	for _, p := range pr.procs {
 		r, err := p.ok()
 		if err != nil {
 			return err
 		}
+		m += r.mallocs
 		if record {
 			pr.mallocs += r.mallocs
 			pr.ops += r.ops
+			pr.gcs += r.gcs
 		}
 	}
 	if record {
 		pr.times = append(pr.times, time.Since(start))
+		pr.perRound = append(pr.perRound, m)
 	}
 	return nil
 }
@@ -218,12 +235,7 @@ func drive(o *opts) error {
 	}
 	defer os.RemoveAll(e.tmp)
 	e.build, e.dir = filepath.Join(e.tmp, "b"), filepath.Join(e.tmp, "s")
-	defer func() {
-		for _, p := range e.procs {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	}()
+	defer e.stop()
 
 	if !o.noC {
 		e.xenRoot = o.cache
@@ -392,8 +404,19 @@ func drive(o *opts) error {
 	}
 
 	bytes := int64(o.bulkMiB) << 20
-	var memmove []time.Duration
+	var memmove, memmoveBig, bare []time.Duration
 	src, dst := make([]byte, 64<<10), make([]byte, 64<<10)
+	const bigSize = 64 << 20
+	bigSrc, bigDst := make([]byte, bigSize), make([]byte, bigSize)
+	for i := range bigSrc {
+		bigSrc[i] = byte(i) // touch every page: no zero-page reads, no faults while timing
+	}
+	copy(bigDst, bigSrc)
+	br, err := newBareRing(ring)
+	if err != nil {
+		return err
+	}
+	defer br.close()
 	for r := 0; r <= o.rounds; r++ {
 		record := r > 0 // round 0 warms up
 		for _, pr := range bulk {
@@ -407,6 +430,16 @@ func drive(o *opts) error {
 		}
 		if record {
 			memmove = append(memmove, time.Since(start))
+		}
+		start = time.Now()
+		for range max(bytes/bigSize, 1) {
+			copy(bigDst, bigSrc)
+		}
+		if record {
+			memmoveBig = append(memmoveBig, time.Since(start)*time.Duration(bytes)/time.Duration(max(bytes/bigSize, 1)*bigSize))
+		}
+		if d := br.run(bytes); record {
+			bare = append(bare, d)
 		}
 		for _, pr := range ping {
 			if err := pr.run(int64(o.pings), record); err != nil {
@@ -445,8 +478,12 @@ func drive(o *opts) error {
 		}
 		return nil
 	}
-	slices.Sort(memmove)
-	mm := mbps(memmove[len(memmove)/2])
+	med := func(t []time.Duration) time.Duration {
+		t = slices.Clone(t)
+		slices.Sort(t)
+		return t[len(t)/2]
+	}
+	mm, mmBig, bv := mbps(med(memmove)), mbps(med(memmoveBig)), mbps(med(bare))
 	goBulk, cBulk, uBulk := find(bulk, "Go↔Go"), find(bulk, "C↔C"), find(bulk, "unix")
 	goPing, cPing, uPing := find(ping, "Go↔Go"), find(ping, "C↔C"), find(ping, "unix")
 
@@ -484,7 +521,16 @@ func drive(o *opts) error {
 			row(name, gb(pr), "", "", "")
 		}
 	}
-	row("memmove 64 KiB, one core", fmt.Sprintf("%.0f MB/s", mm), fmt.Sprintf("Go↔Go / memmove = %.2f", gv/mm), "≥ 0.6", yes(gv/mm >= 0.6))
+	ub := ""
+	if uBulk != nil {
+		ub = fmt.Sprintf("; bare / unix = %.2f", bv/mbps(uBulk.median()))
+	}
+	row("bare 64 KiB ring, two threads, 16 KiB chunks, no protocol (the ceiling for this ring size)", fmt.Sprintf("%.0f MB/s", bv),
+		fmt.Sprintf("Go↔Go / bare = %.2f%s", gv/bv, ub), "", "")
+	row("memmove 64 KiB, one core, in cache (one write, one ring)", fmt.Sprintf("%.0f MB/s", mm),
+		fmt.Sprintf("Go↔Go / memmove = %.2f", gv/mm), "≥ 0.6", yes(gv/mm >= 0.6))
+	row("memmove 64 MiB, one core, out of cache (one round's bytes)", fmt.Sprintf("%.0f MB/s", mmBig),
+		fmt.Sprintf("Go↔Go / memmove = %.2f", gv/mmBig), "≥ 0.6", yes(gv/mmBig >= 0.6))
 	gp := us(goPing.median())
 	for _, pr := range ping {
 		v := fmt.Sprintf("%.2f µs", us(pr.median()))
@@ -500,21 +546,22 @@ func drive(o *opts) error {
 			row("ping-pong "+pr.name, v, "", "", "")
 		}
 	}
-	var mallocs, ops int64
+	var mallocs, ops, gcs int64
 	var where []string
 	for _, pr := range append(slices.Clone(bulk), ping...) {
 		if pr.goPeers && !strings.HasPrefix(pr.name, "unix") {
 			mallocs += pr.mallocs
 			ops += pr.ops
+			gcs += pr.gcs
 			if pr.mallocs > 0 {
-				where = append(where, fmt.Sprintf("%s: %d in %d", pr.name, pr.mallocs, pr.ops))
+				where = append(where, fmt.Sprintf("%s: %d in %d (by round %v)", pr.name, pr.mallocs, pr.ops, pr.perRound))
 			}
 		}
 	}
 	if len(where) > 0 {
 		fmt.Fprintf(os.Stderr, "vchanbench: allocations: %s\n", strings.Join(where, "; "))
 	}
-	row("heap allocations per Read/Write, Go vchan peers", fmt.Sprintf("%d in %d calls", mallocs, ops),
+	row("heap allocations per Read/Write, Go vchan peers", fmt.Sprintf("%d in %d calls; %d GC cycles", mallocs, ops, gcs),
 		fmt.Sprintf("%.4f per call", float64(mallocs)/float64(max(ops, 1))), "0", yes(mallocs == 0))
 	for _, c := range idle {
 		per := c.used * time.Second / idleFor
@@ -565,4 +612,30 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// stop ends the peers: it closes their stdin (a Go peer then returns from
+// its command loop, closes its connection and writes its profiles if asked
+// to), waits up to two seconds, and kills what is left. With
+// VCHANBENCH_STDERR set it prints each peer's stderr (for GODEBUG=gctrace=1).
+func (e *env) stop() {
+	for _, p := range e.procs {
+		_ = p.stdin.Close()
+	}
+	deadline := time.After(2 * time.Second)
+	for _, p := range e.procs {
+		exited := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-deadline:
+			_ = p.cmd.Process.Kill()
+			<-exited
+		}
+		for range p.status { // stderr read to its end
+		}
+		if os.Getenv("VCHANBENCH_STDERR") != "" {
+			fmt.Fprintf(os.Stderr, "=== %s\n%s", p.name, p.stderr.String())
+		}
+	}
 }

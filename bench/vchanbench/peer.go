@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/vchan-go/vchan/vchan"
@@ -23,9 +23,12 @@ import (
 // connected; then for each line "N" on stdin it moves N bytes (sink,
 // source) or makes N 1-byte round trips (ping) and prints a line starting
 // "ok" on stdout. echo writes back what it reads until the peer closes.
-// A Go peer's "ok" line also reports "ok <mallocs> <ops>": the heap
-// allocations the process made during the command and the Read/Write calls
-// it made, for the allocations-per-operation figure.
+// A Go peer's "ok" line also reports "ok <mallocs> <ops> <gcs>": the heap
+// allocations the process made during the command, the Read/Write calls it
+// made, for the allocations-per-operation figure, and the garbage
+// collections that ran during the command. The command loop itself
+// allocates nothing once running (no strings, no boxed integers), so a
+// peer whose Read and Write allocate nothing has no reason to collect.
 
 type peerFlags struct {
 	net    string // "vchan" or "unix"
@@ -130,28 +133,68 @@ func runPeer(f *peerFlags) error {
 	if prof != "" {
 		runtime.MemProfileRate = 1
 	}
+	// VCHANBENCH_CPUPROFILE=prefix: profile the CPU from the first command
+	// to the end, into prefix.<pid>.
+	if cpu := os.Getenv("VCHANBENCH_CPUPROFILE"); cpu != "" {
+		if f, err := os.Create(fmt.Sprintf("%s.%d", cpu, os.Getpid())); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
+	line := make([]byte, 0, 64)
 	for in.Scan() {
-		n, err := strconv.ParseInt(strings.TrimSpace(in.Text()), 10, 64)
+		n, err := parseCount(in.Bytes())
 		if err != nil {
 			return err
 		}
 		runtime.ReadMemStats(&ms)
-		before := ms.Mallocs
+		mallocs, gcs := ms.Mallocs, ms.NumGC
 		ops, err := work(c, f.mode, n, buf)
 		if err != nil {
 			return err
 		}
 		runtime.ReadMemStats(&ms)
-		if prof != "" {
-			if f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid())); err == nil {
-				_ = pprof.Lookup("allocs").WriteTo(f, 0)
-				f.Close()
-			}
+		line = append(line[:0], "ok "...)
+		line = strconv.AppendUint(line, ms.Mallocs-mallocs, 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, ops, 10)
+		line = append(line, ' ')
+		line = strconv.AppendUint(line, uint64(ms.NumGC-gcs), 10)
+		line = append(line, '\n')
+		if _, err := out.Write(line); err != nil {
+			return err
 		}
-		fmt.Fprintf(out, "ok %d %d\n", ms.Mallocs-before, ops)
-		out.Flush()
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	if prof != "" {
+		runtime.GC() // the allocation profile is as of the last GC
+		if f, err := os.Create(fmt.Sprintf("%s.%d", prof, os.Getpid())); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
 	}
 	return in.Err()
+}
+
+// parseCount parses a command line, a decimal count, without allocating
+// (strconv.ParseInt of string(b) would allocate the string's copy of a
+// line longer than the compiler's stack buffer, and its error does).
+func parseCount(b []byte) (int64, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || len(b) > 18 {
+		return 0, fmt.Errorf("command %q: want a count", b)
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("command %q: want a count", b)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
 }
 
 // work runs one command and returns the number of Read and Write calls.
