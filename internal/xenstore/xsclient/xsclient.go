@@ -56,6 +56,20 @@ type Client struct {
 
 	wmu sync.Mutex // serialises writes of whole messages
 
+	// gate keeps WATCH and UNWATCH alone on the xenbus device: no other
+	// request of ours may await its reply while one of them is written.
+	// Linux's xenbus_dev_frontend holds the file's msgbuffer_mutex while
+	// it registers or removes the watch with xenstored and waits for the
+	// answer (xenbus_file_write -> xenbus_write_watch -> xs_talkv), and the
+	// kernel's single xenbus thread takes that same mutex to hand over the
+	// reply to any earlier request of the file (xenbus_dev_queue_reply).
+	// If such a reply comes first, the thread blocks, the (UN)WATCH answer
+	// behind it is never read, and every xenstore user of the domain hangs
+	// in D state; seen in the lab (xenlab) with Linux 6.1 in a domU.
+	// Ordinary requests hold it shared until their reply arrives; WATCH and
+	// UNWATCH hold it exclusively. Unused for the daemon socket.
+	gate sync.RWMutex
+
 	mu        sync.Mutex
 	nextReq   uint32
 	pending   map[uint32]*call
@@ -314,6 +328,15 @@ func (c *Client) request(t xswire.Type, tx uint32, path string, payload []byte) 
 		return nil, opErr(op, path, syscall.E2BIG)
 	}
 	cl := &call{typ: t, reply: make(chan xswire.Message, 1)}
+	if c.device {
+		if t == xswire.Watch || t == xswire.Unwatch {
+			c.gate.Lock()
+			defer c.gate.Unlock()
+		} else {
+			c.gate.RLock()
+			defer c.gate.RUnlock()
+		}
+	}
 
 	c.mu.Lock()
 	if c.err != nil {
