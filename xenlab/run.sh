@@ -172,8 +172,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only)"
 		awk '/^XENLAB-RTT/ { rtt[$2] = $3 } END {
 			printf "  %-32s %10s %8s\n", "peers", "µs", "vs C"
-			n = split("go go-nospin ref", k, " ")
-			split("Go (default spin 50 µs)|Go, spinning off|C libxenvchan (blocking)", label, "|")
+			n = split("go go-nospin go-p1 ref", k, " ")
+			split("Go (default spin 50 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)", label, "|")
 			for (i = 1; i <= n; i++)
 				if (rtt[k[i]])
 					printf "  %-32s %10.1f %8s\n", label[i], rtt[k[i]] / 1000, rtt["ref"] ? sprintf("%.2f", rtt[k[i]] / rtt["ref"]) : "-"

@@ -67,7 +67,14 @@ waitnode() {
 # what it was blocked on, and reports rc 124 (see domu-init.sh).
 N=0
 UC_LIMIT=150
+# A command that never reports (the domU's xenstore itself is stuck) marks
+# the domU dead: later domU steps fail at once instead of each timing out.
+DOMU_DEAD=
 ucmd_start() { # COMMAND [LIMIT-SECONDS]
+	if [ -n "$DOMU_DEAD" ]; then
+		UC_RC=125
+		return 1
+	fi
 	N=$((N + 1))
 	UC_LIMIT=${2:-150}
 	xenstore-write "/local/domain/$U/data/limit/$N" "$UC_LIMIT" &&
@@ -76,9 +83,18 @@ ucmd_start() { # COMMAND [LIMIT-SECONDS]
 # (Not in a subshell: N must advance in this shell.)
 ucmd_wait() { # sets UC_RC to the rc of the last command, 124 if it overran
 	UC_RC=124
+	[ -z "$DOMU_DEAD" ] || return
 	if waitnode "/local/domain/$U/data/rc/$N" $((UC_LIMIT + 30)); then
 		UC_RC=$(xenstore-read "/local/domain/$U/data/rc/$N")
+	else
+		DOMU_DEAD="command $N got no status within $((UC_LIMIT + 30)) s"
+		log "domU unresponsive: $DOMU_DEAD"
 	fi
+}
+# domu_gone ID: if the domU is dead, fails ID and returns 0.
+domu_gone() {
+	[ -n "$DOMU_DEAD" ] || return 1
+	result "$1" FAIL "not run: the domU is unresponsive ($DOMU_DEAD)"
 }
 ucmd() { ucmd_start "$1" "$2" && ucmd_wait; }
 
@@ -137,6 +153,7 @@ xfer() {
 		return
 		;;
 	dom0)
+		domu_gone "$id" && return
 		path=/local/domain/0/data/x$K
 		timeout -k 2 120 "$(bin "$simpl")" server "$U" "$path" "$bu" "$ring" <"$src0" >/tmp/out0 2>"$L/$id.dom0.err" &
 		pid=$!
@@ -149,6 +166,7 @@ xfer() {
 		ucmdline="timeout 120 $(ubin "$cimpl") client 0 $path $b0 <$srcu >/tmp/o 2>/tmp/e"
 		;;
 	domU)
+		domu_gone "$id" && return
 		path=/local/domain/$U/data/x$K
 		ucmdline="timeout 120 $(ubin "$simpl") server 0 $path $b0 $ring <$srcu >/tmp/o 2>/tmp/e"
 		;;
@@ -307,106 +325,112 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		xfer "d.domUsrv-ref-go-$ring" domU ref go "$ring" 1048576 1048576
 	done
 
-	### g. vchan-cat between dom0 and the domU, and with vchan-socket-proxy
-	CAT=$B/vchan-cat
-	UCAT=/usr/local/bin/vchan-cat
-	PROXY=/usr/lib/xen-4.17/bin/vchan-socket-proxy
-	catcheck() { # ID WANT-SHA GOT-SHA DETAIL: one result
-		if [ -n "$2" ] && [ "$2" = "$3" ]; then
-			result "$1" PASS "$4"
-		else
-			result "$1" FAIL "$4; sha256 want ${2:0:12} got ${3:0:12}"
-		fi
-	}
-	# g.file-to-dom0: vchan-cat -l in dom0 receives 4 MiB from vchan-cat in the domU.
-	t=$(now_ms)
-	timeout -k 2 120 "$CAT" -l "$U" g1 >/tmp/g1.out 2>"$L/g.file-to-dom0.err" &
-	pid=$!
-	waitnode "/local/domain/0/data/vchan/$U/g1/ring-ref" 30
-	ucmd "$UCAT 0 g1 </tmp/d4194304" 120
-	wait $pid
-	rc0=$?
-	catcheck g.file-to-dom0 "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(sha256sum </tmp/g1.out | cut -c1-64)" \
-		"vchan-cat -l in dom0 <- vchan-cat in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
-	[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-dom0-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-dom0.err")"
-	# g.file-to-domU: vchan-cat -l in the domU receives 4 MiB from dom0.
-	t=$(now_ms)
-	ucmd_start "$UCAT -l 0 g2 >/tmp/o 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/sha/g2 \$(sha256sum </tmp/o | cut -c1-64); exit \$rc" 120
-	waitnode "/local/domain/$U/data/vchan/0/g2/ring-ref" 30
-	timeout -k 2 120 "$CAT" "$U" g2 </tmp/d4194304 2>"$L/g.file-to-domU.err"
-	rc0=$?
-	ucmd_wait
-	[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-domU-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-domU.err")"
-	catcheck g.file-to-domU "$(sum0 4194304)" "$(xenstore-read "/local/domain/$U/data/sha/g2" 2>/dev/null)" \
-		"vchan-cat in dom0 -> vchan-cat -l in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
-	# g.exec: vchan-cat -l -e in the domU runs sha256sum on what dom0 sends
-	# and sends the sum back (-q -1: dom0 reads until the domU closes).
-	ucmd_start "$UCAT -l 0 g3 -e 'head -c 1048576 | sha256sum' 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
-	waitnode "/local/domain/$U/data/vchan/0/g3/ring-ref" 30
-	timeout -k 2 120 "$CAT" -q -1 "$U" g3 </tmp/d1048576 >/tmp/g3.out 2>"$L/g.exec.err"
-	rc0=$?
-	ucmd_wait
-	catcheck g.exec "$(sum0 1048576)" "$(cut -c1-64 /tmp/g3.out)" \
-		"vchan-cat -q -1 in dom0 -> vchan-cat -l -e 'sha256sum' in domU and back, rc dom0=$rc0 domU=$UC_RC"
-	# g.bridge-proxy-client: domU vchan-cat -> dom0 vchan-cat -l -unix-connect
-	# -> unix socket -> dom0 vchan-socket-proxy -m client -> domU vchan-cat -l.
-	rm -f /tmp/g4.sock
-	timeout -k 2 120 "$PROXY" -m client "$U" "/local/domain/$U/data/vchan/0/g4" /tmp/g4.sock 2>"$L/g.bridge-proxy-client.proxy.err" &
-	ppid=$!
-	timeout -k 2 120 "$CAT" -l "$U" g4b -unix-connect /tmp/g4.sock 2>"$L/g.bridge-proxy-client.cat.err" &
-	cpid=$!
-	waitnode "/local/domain/0/data/vchan/$U/g4b/ring-ref" 30
-	ucmd "$UCAT -l 0 g4 >/tmp/o 2>/tmp/e4 & s=\$!; i=0; until xenstore-read data/vchan/0/g4/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g4b </tmp/d4194304 2>/tmp/e4b; c=\$?; wait \$s; s=\$?; cat /tmp/e4 /tmp/e4b; xenstore-write data/sha/g4 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
-	wait $cpid
-	rc0=$?
-	kill $ppid 2>/dev/null
-	wait $ppid 2>/dev/null
-	catcheck g.bridge-proxy-client "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g4" 2>/dev/null)" \
-		"4 MiB domU vchan-cat -> dom0 vchan-cat -unix-connect -> vchan-socket-proxy -m client -> domU vchan-cat -l; bridge rc=$rc0, domU rc=$UC_RC"
-	# g.bridge-proxy-server: domU vchan-cat -> dom0 vchan-socket-proxy -m server
-	# -> unix socket -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l.
-	rm -f /tmp/g5.sock
-	timeout -k 2 120 "$CAT" -unix-listen /tmp/g5.sock "$U" g5 2>"$L/g.bridge-proxy-server.cat.err" &
-	cpid=$!
-	i=0
-	until [ -S /tmp/g5.sock ] || [ $i -gt 300 ]; do i=$((i + 1)); sleep 0.1; done
-	timeout -k 2 120 "$PROXY" -m server "$U" "/local/domain/0/data/vchan/$U/g5a" /tmp/g5.sock 2>"$L/g.bridge-proxy-server.proxy.err" &
-	ppid=$!
-	waitnode "/local/domain/0/data/vchan/$U/g5a/ring-ref" 30
-	ucmd "$UCAT -l 0 g5 >/tmp/o 2>/tmp/e5 & s=\$!; i=0; until xenstore-read data/vchan/0/g5/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g5a </tmp/d4194304 2>/tmp/e5a; c=\$?; wait \$s; s=\$?; cat /tmp/e5 /tmp/e5a; xenstore-write data/sha/g5 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
-	kill $ppid $cpid 2>/dev/null
-	wait $ppid $cpid 2>/dev/null
-	catcheck g.bridge-proxy-server "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g5" 2>/dev/null)" \
-		"4 MiB domU vchan-cat -> vchan-socket-proxy -m server -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l; domU rc=$UC_RC"
-
-	### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
-	# (go-nospin: both Go ends with Conn.SetSpinWait(0), blocking at once.)
-	for impl in go go-nospin ref; do
-		K=$((K + 1))
-		path=/local/domain/$U/data/p$K
-		spin=
-		[ $impl = go-nospin ] && spin=-spin=0
-		if [ $impl != ref ]; then
-			ucmd_start "/usr/local/bin/vchanpeer $spin -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
-		else
-			ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
-		fi
-		waitnode "$path/ring-ref" 30
-		if [ $impl != ref ]; then
-			timeout -k 2 120 "$GO" $spin -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
-		else
-			timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
-		fi
+	if ! domu_gone g.all; then
+		### g. vchan-cat between dom0 and the domU, and with vchan-socket-proxy
+		CAT=$B/vchan-cat
+		UCAT=/usr/local/bin/vchan-cat
+		PROXY=/usr/lib/xen-4.17/bin/vchan-socket-proxy
+		catcheck() { # ID WANT-SHA GOT-SHA DETAIL: one result
+			if [ -n "$2" ] && [ "$2" = "$3" ]; then
+				result "$1" PASS "$4"
+			else
+				result "$1" FAIL "$4; sha256 want ${2:0:12} got ${3:0:12}"
+			fi
+		}
+		# g.file-to-dom0: vchan-cat -l in dom0 receives 4 MiB from vchan-cat in the domU.
+		t=$(now_ms)
+		timeout -k 2 120 "$CAT" -l "$U" g1 >/tmp/g1.out 2>"$L/g.file-to-dom0.err" &
+		pid=$!
+		waitnode "/local/domain/0/data/vchan/$U/g1/ring-ref" 30
+		ucmd "$UCAT 0 g1 </tmp/d4194304" 120
+		wait $pid
+		rc0=$?
+		catcheck g.file-to-dom0 "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(sha256sum </tmp/g1.out | cut -c1-64)" \
+			"vchan-cat -l in dom0 <- vchan-cat in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
+		[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-dom0-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-dom0.err")"
+		# g.file-to-domU: vchan-cat -l in the domU receives 4 MiB from dom0.
+		t=$(now_ms)
+		ucmd_start "$UCAT -l 0 g2 >/tmp/o 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/sha/g2 \$(sha256sum </tmp/o | cut -c1-64); exit \$rc" 120
+		waitnode "/local/domain/$U/data/vchan/0/g2/ring-ref" 30
+		timeout -k 2 120 "$CAT" "$U" g2 </tmp/d4194304 2>"$L/g.file-to-domU.err"
 		rc0=$?
 		ucmd_wait
-		rtt=$(awk '/^rtt-ns/ { print $2 }' "$L/h.rtt-$impl.err")
-		if [ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] && [ -n "$rtt" ]; then
-			result "h.rtt-$impl" PASS "$PINGS round trips of 1 byte, $impl client in dom0 and server in domU: mean ${rtt} ns"
-			echo "XENLAB-RTT $impl $rtt"
-		else
-			result "h.rtt-$impl" FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/h.rtt-$impl.err")"
-		fi
-	done
+		[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-domU-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-domU.err")"
+		catcheck g.file-to-domU "$(sum0 4194304)" "$(xenstore-read "/local/domain/$U/data/sha/g2" 2>/dev/null)" \
+			"vchan-cat in dom0 -> vchan-cat -l in domU, 4 MiB, rc dom0=$rc0 domU=$UC_RC, $(($(now_ms) - t)) ms"
+		# g.exec: vchan-cat -l -e in the domU runs sha256sum on what dom0 sends
+		# and sends the sum back (-q -1: dom0 reads until the domU closes).
+		ucmd_start "$UCAT -l 0 g3 -e 'head -c 1048576 | sha256sum' 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		waitnode "/local/domain/$U/data/vchan/0/g3/ring-ref" 30
+		timeout -k 2 120 "$CAT" -q -1 "$U" g3 </tmp/d1048576 >/tmp/g3.out 2>"$L/g.exec.err"
+		rc0=$?
+		ucmd_wait
+		catcheck g.exec "$(sum0 1048576)" "$(cut -c1-64 /tmp/g3.out)" \
+			"vchan-cat -q -1 in dom0 -> vchan-cat -l -e 'sha256sum' in domU and back, rc dom0=$rc0 domU=$UC_RC"
+		# g.bridge-proxy-client: domU vchan-cat -> dom0 vchan-cat -l -unix-connect
+		# -> unix socket -> dom0 vchan-socket-proxy -m client -> domU vchan-cat -l.
+		rm -f /tmp/g4.sock
+		timeout -k 2 120 "$PROXY" -m client "$U" "/local/domain/$U/data/vchan/0/g4" /tmp/g4.sock 2>"$L/g.bridge-proxy-client.proxy.err" &
+		ppid=$!
+		timeout -k 2 120 "$CAT" -l "$U" g4b -unix-connect /tmp/g4.sock 2>"$L/g.bridge-proxy-client.cat.err" &
+		cpid=$!
+		waitnode "/local/domain/0/data/vchan/$U/g4b/ring-ref" 30
+		ucmd "$UCAT -l 0 g4 >/tmp/o 2>/tmp/e4 & s=\$!; i=0; until xenstore-read data/vchan/0/g4/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g4b </tmp/d4194304 2>/tmp/e4b; c=\$?; wait \$s; s=\$?; cat /tmp/e4 /tmp/e4b; xenstore-write data/sha/g4 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
+		wait $cpid
+		rc0=$?
+		kill $ppid 2>/dev/null
+		wait $ppid 2>/dev/null
+		catcheck g.bridge-proxy-client "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g4" 2>/dev/null)" \
+			"4 MiB domU vchan-cat -> dom0 vchan-cat -unix-connect -> vchan-socket-proxy -m client -> domU vchan-cat -l; bridge rc=$rc0, domU rc=$UC_RC"
+		# g.bridge-proxy-server: domU vchan-cat -> dom0 vchan-socket-proxy -m server
+		# -> unix socket -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l.
+		rm -f /tmp/g5.sock
+		timeout -k 2 120 "$CAT" -unix-listen /tmp/g5.sock "$U" g5 2>"$L/g.bridge-proxy-server.cat.err" &
+		cpid=$!
+		i=0
+		until [ -S /tmp/g5.sock ] || [ $i -gt 300 ]; do i=$((i + 1)); sleep 0.1; done
+		timeout -k 2 120 "$PROXY" -m server "$U" "/local/domain/0/data/vchan/$U/g5a" /tmp/g5.sock 2>"$L/g.bridge-proxy-server.proxy.err" &
+		ppid=$!
+		waitnode "/local/domain/0/data/vchan/$U/g5a/ring-ref" 30
+		ucmd "$UCAT -l 0 g5 >/tmp/o 2>/tmp/e5 & s=\$!; i=0; until xenstore-read data/vchan/0/g5/ring-ref >/dev/null 2>&1 || [ \$i -gt 300 ]; do i=\$((i+1)); sleep 0.1; done; $UCAT -t 60s 0 g5a </tmp/d4194304 2>/tmp/e5a; c=\$?; wait \$s; s=\$?; cat /tmp/e5 /tmp/e5a; xenstore-write data/sha/g5 \$(sha256sum </tmp/o | cut -c1-64); exit \$((c * 10 + s))" 120
+		kill $ppid $cpid 2>/dev/null
+		wait $ppid $cpid 2>/dev/null
+		catcheck g.bridge-proxy-server "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g5" 2>/dev/null)" \
+			"4 MiB domU vchan-cat -> vchan-socket-proxy -m server -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l; domU rc=$UC_RC"
+
+		### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
+		# (go-nospin: both Go ends with Conn.SetSpinWait(0), blocking at once.)
+		# (go-p1: both Go ends with GOMAXPROCS=1.)
+		for impl in go go-nospin go-p1 ref; do
+			K=$((K + 1))
+			path=/local/domain/$U/data/p$K
+			spin=
+			[ $impl = go-nospin ] && spin=-spin=0
+			procs=
+			[ $impl = go-p1 ] && procs=1
+			if [ $impl != ref ]; then
+				ucmd_start "GOMAXPROCS=$procs /usr/local/bin/vchanpeer $spin -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+			else
+				ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+			fi
+			waitnode "$path/ring-ref" 30
+			if [ $impl != ref ]; then
+				GOMAXPROCS=$procs timeout -k 2 120 "$GO" $spin -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
+			else
+				timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
+			fi
+			rc0=$?
+			ucmd_wait
+			rtt=$(awk '/^rtt-ns/ { print $2 }' "$L/h.rtt-$impl.err")
+			if [ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] && [ -n "$rtt" ]; then
+				result "h.rtt-$impl" PASS "$PINGS round trips of 1 byte, $impl client in dom0 and server in domU: mean ${rtt} ns"
+				echo "XENLAB-RTT $impl $rtt"
+			else
+				result "h.rtt-$impl" FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/h.rtt-$impl.err")"
+			fi
+		done
+	fi
+	domu_gone h.all
 
 	### f. throughput, Go vs libxenvchan, one way at a time
 	for ring in 65536 1048576; do
@@ -417,6 +441,82 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			echo "XENLAB-TPUT $impl domU-to-dom0 $ring $TPUT_BYTES ${XFER_MS:-x}"
 		done
 	done
+
+	### e. kill -9 across domains: a Go survivor in dom0, the victim (Go or
+	### C, client or server) in the domU. A xenstore watch in the domU kills
+	### the victim (vchanpeer -kill, which prints when) once dom0 writes
+	### data/go-kill/K. The two domains' wall clocks differ (by ~150 ms
+	### here), so dom0 first measures the offset over a vchan, NTP-style
+	### (vchanpeer -clock; good to half the best round trip).
+	CLOCK_OFFSET=
+	if ! domu_gone e.clock; then
+		K=$((K + 1))
+		cpath=/local/domain/$U/data/c$K
+		ucmd_start "/usr/local/bin/vchanpeer -clock 200 server 0 $cpath 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 60
+		waitnode "$cpath/ring-ref" 30
+		timeout -k 2 60 "$GO" -clock 200 client "$U" "$cpath" 0 2>"$L/e.clock.err"
+		ucmd_wait
+		CLOCK_OFFSET=$(awk '/^clock-offset-ns/ { print $2 }' "$L/e.clock.err")
+		CLOCK_RTT=$(awk '/^clock-offset-ns/ { print $4 }' "$L/e.clock.err")
+		if [ -n "$CLOCK_OFFSET" ]; then
+			log "domU clock - dom0 clock = $((CLOCK_OFFSET / 1000)) µs (± $((CLOCK_RTT / 2000)) µs)"
+		else
+			result e.clock FAIL "no clock offset (domU rc=$UC_RC): $(tail -c 300 "$L/e.clock.err")"
+		fi
+	fi
+	if [ -n "$CLOCK_OFFSET" ] && ! domu_gone e.kill-domU; then
+		for v in client/go client/ref server/go server/ref; do
+			vrole=${v%/*} vimpl=${v#*/}
+			K=$((K + 1))
+			id=e.kill-domU-$vrole-$vimpl
+			if [ "$vrole" = client ]; then
+				path=/local/domain/0/data/k$K
+				timeout -k 2 60 "$GO" -wait-close server "$U" "$path" 0 65536 </dev/null 2>"$L/$id.survivor.err" &
+				spid=$!
+				waitnode "$path/ring-ref" 30
+				victim="$(ubin "$vimpl") client 0 $path -1"
+			else
+				path=/local/domain/$U/data/k$K
+				victim="$(ubin "$vimpl") server 0 $path -1 65536"
+				spid=
+			fi
+			# The victim reads a pipe that never ends. The domU arms a watch
+			# on data/go-kill/K (data/armed/K says it is registered) and kills
+			# the victim when it fires, writing when to data/killed-at/K; dom0
+			# writes go-kill once the survivor is connected.
+			ucmd_start "rm -f /tmp/w; sleep 1000 | $victim >/dev/null 2>/tmp/v & v=\$!; xenstore-watch -n 2 data/go-kill/$K >/tmp/w 2>&1 & w=\$!; i=0; until [ -s /tmp/w ] || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/armed/$K 1; wait \$w; /usr/local/bin/vchanpeer -kill \$v >/tmp/k; xenstore-write data/killed-at/$K \$(cut -d' ' -f2 /tmp/k); pkill -x sleep; cat /tmp/v" 60
+			if [ "$vrole" = server ]; then
+				waitnode "$path/ring-ref" 30
+				timeout -k 2 60 "$GO" -wait-close client "$U" "$path" 0 </dev/null 2>"$L/$id.survivor.err" &
+				spid=$!
+			fi
+			i=0
+			until grep -q connected "$L/$id.survivor.err" || [ $i -gt 600 ]; do
+				i=$((i + 1))
+				sleep 0.05
+			done
+			waitnode "/local/domain/$U/data/armed/$K" 30
+			xenstore-write "/local/domain/$U/data/go-kill/$K" 1
+			wait $spid
+			ucmd_wait
+			closed=$(awk '/^closed-at/ { print $2 }' "$L/$id.survivor.err")
+			killed=$(xenstore-read "/local/domain/$U/data/killed-at/$K" 2>/dev/null)
+			how=$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")
+			if [ -z "$closed" ] || [ -z "$killed" ]; then
+				result "$id" FAIL "closed-at '$closed' killed-at '$killed' (domU rc=$UC_RC): $(tail -c 300 "$L/$id.survivor.err")"
+				continue
+			fi
+			# The kill, on dom0's clock.
+			lat=$(((closed - (killed - CLOCK_OFFSET)) / 1000))
+			alat=${lat#-}
+			detail="victim $vrole/$vimpl killed in the domU, Go survivor in dom0 saw the close after $((lat / 1000)).$(printf %03d $((alat % 1000))) ms (clocks matched to ± $((CLOCK_RTT / 2000)) µs):$how"
+			if [ $lat -lt 100000 ] && [ $lat -gt $((-CLOCK_RTT / 1000)) ]; then
+				result "$id" PASS "$detail"
+			else
+				result "$id" FAIL "$detail (limit 100 ms)"
+			fi
+		done
+	fi
 
 	### e. xl destroy of the domU while dom0 holds a Go server and a Go
 	### client connection to it.

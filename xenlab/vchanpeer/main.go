@@ -15,17 +15,22 @@
 // With -ping N it measures the 1-byte round trip instead: the client sends
 // one byte and waits for it to come back, N times, and prints
 // "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
-// EXPECT-BYTES is ignored then.
+// EXPECT-BYTES is ignored then. -clock N takes N samples of the peer's wall
+// clock the same way and prints the offset; -kill PID kills a process and
+// prints when (the lab's cross-domain kill test, whose two domains' wall
+// clocks differ).
 package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/vchan-go/vchan/vchan"
@@ -35,12 +40,24 @@ func main() {
 	waitClose := flag.Bool("wait-close", false, "send nothing; read until the connection fails and print when")
 	pings := flag.Int("ping", 0, "echo (server) or time (client) this many 1-byte round trips")
 	spin := flag.Duration("spin", -1, "Conn.SetSpinWait (negative: the library's default)")
+	clock := flag.Int("clock", 0, "serve (server) or take (client) this many samples of the peer's wall clock")
+	kill := flag.Int("kill", 0, "kill -9 this `pid`, print \"killed-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *kill > 0 {
+		// The time is taken right before the signal: a shell's date would
+		// be a process start earlier, and busybox's has no nanoseconds.
+		t := time.Now().UnixNano()
+		if err := syscall.Kill(*kill, syscall.SIGKILL); err != nil {
+			fatal("kill %d: %v", *kill, err)
+		}
+		fmt.Printf("killed-at %d\n", t)
+		return
+	}
 	args := flag.Args()
 	if len(args) < 4 || len(args) > 5 || (args[0] != "server" && args[0] != "client") {
 		flag.Usage()
@@ -89,6 +106,15 @@ func main() {
 	r, w := c.RingSizes()
 	fmt.Fprintf(os.Stderr, "vchanpeer: connected %s <-> %s rings read %d write %d\n", c.LocalAddr(), c.RemoteAddr(), r, w)
 
+	if *clock > 0 {
+		if err := clockSamples(c, args[0] == "server", *clock); err != nil {
+			fatal("clock: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			fatal("close: %v", err)
+		}
+		return
+	}
 	if *pings > 0 {
 		if err := pingPong(c, args[0] == "server", *pings); err != nil {
 			fatal("ping: %v", err)
@@ -162,6 +188,44 @@ func pingPong(c *vchan.Conn, server bool, n int) error {
 	} else if err := c.Flush(); err != nil {
 		return err
 	}
+	return nil
+}
+
+// clockSamples estimates the offset of the peer's wall clock from ours, as
+// NTP does: the client sends a byte, the server answers with its time, and
+// of n exchanges the one with the shortest round trip gives the offset
+// (peer time minus the midpoint of ours), good to half that round trip. The
+// client prints "clock-offset-ns <offset> rtt-ns <round trip>".
+func clockSamples(c *vchan.Conn, server bool, n int) error {
+	b := make([]byte, 8)
+	best, offset := int64(-1), int64(0)
+	for i := range n {
+		if server {
+			if _, err := io.ReadFull(c, b[:1]); err != nil {
+				return fmt.Errorf("sample %d: %w", i, err)
+			}
+			binary.LittleEndian.PutUint64(b, uint64(time.Now().UnixNano()))
+			if _, err := c.Write(b); err != nil {
+				return err
+			}
+			continue
+		}
+		t0 := time.Now().UnixNano()
+		if _, err := c.Write(b[:1]); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
+		t1 := time.Now().UnixNano()
+		if rtt := t1 - t0; best < 0 || rtt < best {
+			best, offset = rtt, int64(binary.LittleEndian.Uint64(b))-(t0+t1)/2
+		}
+	}
+	if server {
+		return c.Flush()
+	}
+	fmt.Fprintf(os.Stderr, "clock-offset-ns %d rtt-ns %d\n", offset, best)
 	return nil
 }
 
