@@ -14,35 +14,77 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
+// replyQueue is the read side of a fake xenbus device: what the client's
+// reads return, in order, until the device is closed.
+type replyQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	out    bytes.Buffer
+	closed bool
+}
+
+func (q *replyQueue) init() { q.cond = sync.NewCond(&q.mu) }
+
+// push queues one message for the client.
+func (q *replyQueue) push(m xswire.Message) {
+	b, _ := xswire.AppendMessage(nil, m)
+	q.mu.Lock()
+	q.out.Write(b)
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *replyQueue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+func (q *replyQueue) Read(p []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.out.Len() == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return 0, os.ErrClosed
+	}
+	return q.out.Read(p)
+}
+
+// shut closes the queue and reports whether it was open.
+func (q *replyQueue) shut() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	was := !q.closed
+	q.closed = true
+	q.cond.Broadcast()
+	return was
+}
+
 // fakeDevice behaves like the Linux xenbus device of old kernels: it takes
 // one whole message per write, answers WATCH and UNWATCH itself with a reply
 // whose req_id is 0, sends watch events with req_id 0 and extra payload
 // after the token, and may refuse a write with an errno.
 type fakeDevice struct {
+	replyQueue
 	mu     sync.Mutex
-	cond   *sync.Cond
-	out    bytes.Buffer
-	closed bool
 	refuse syscall.Errno // refuse the next WATCH with this errno
 	seen   []xswire.Message
 }
 
 func newFakeDevice() *fakeDevice {
 	d := &fakeDevice{}
-	d.cond = sync.NewCond(&d.mu)
+	d.init()
 	return d
 }
 
-func (d *fakeDevice) queue(m xswire.Message) {
-	b, _ := xswire.AppendMessage(nil, m)
-	d.out.Write(b)
-	d.cond.Broadcast()
-}
+func (d *fakeDevice) queue(m xswire.Message) { d.push(m) }
 
 func (d *fakeDevice) Write(b []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.isClosed() {
 		return 0, os.ErrClosed
 	}
 	m, err := xswire.ReadMessage(bytes.NewReader(b), xswire.DevicePayloadMax)
@@ -71,23 +113,8 @@ func (d *fakeDevice) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (d *fakeDevice) Read(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for d.out.Len() == 0 && !d.closed {
-		d.cond.Wait()
-	}
-	if d.closed {
-		return 0, os.ErrClosed
-	}
-	return d.out.Read(p)
-}
-
 func (d *fakeDevice) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closed = true
-	d.cond.Broadcast()
+	d.shut()
 	return nil
 }
 

@@ -30,12 +30,8 @@ import (
 // longer than stuckAfter, counts it, and fails that write with EDEADLK so the
 // test can end.
 type lockingDevice struct {
+	replyQueue
 	msgbuf sync.Mutex // the file's msgbuffer_mutex
-
-	mu     sync.Mutex // guards out and closed
-	cond   *sync.Cond
-	out    bytes.Buffer
-	closed bool
 
 	toXenstored chan kernelReq // requests, in order
 	answers     chan kernelReq // xenstored's answers, in order
@@ -60,7 +56,7 @@ func newLockingDevice() *lockingDevice {
 		stuckAfter:  2 * time.Second,
 		delay:       20 * time.Microsecond,
 	}
-	d.cond = sync.NewCond(&d.mu)
+	d.init()
 	d.wg.Add(2)
 	go d.xenstored()
 	go d.xenbusThread()
@@ -115,13 +111,7 @@ func (d *lockingDevice) xenbusThread() {
 	}
 }
 
-func (d *lockingDevice) queue(m xswire.Message) {
-	b, _ := xswire.AppendMessage(nil, m)
-	d.mu.Lock()
-	d.out.Write(b)
-	d.cond.Broadcast()
-	d.mu.Unlock()
-}
+func (d *lockingDevice) queue(m xswire.Message) { d.push(m) }
 
 func (d *lockingDevice) Write(b []byte) (int, error) {
 	d.msgbuf.Lock()
@@ -158,26 +148,10 @@ func (d *lockingDevice) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (d *lockingDevice) Read(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for d.out.Len() == 0 && !d.closed {
-		d.cond.Wait()
-	}
-	if d.closed {
-		return 0, os.ErrClosed
-	}
-	return d.out.Read(p)
-}
-
 func (d *lockingDevice) Close() error {
-	d.mu.Lock()
-	if !d.closed {
-		d.closed = true
+	if d.shut() {
 		close(d.stop)
-		d.cond.Broadcast()
 	}
-	d.mu.Unlock()
 	return nil
 }
 
