@@ -143,7 +143,7 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 	printf '%-9s %s\n' \
 		"$(item_status a)" "a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)" \
 		"$(item_status b)" "b. nettest.TestConn over XenHost within one domain (0x0, 64K, 1M rings)" \
-		"$(item_status c)" "c. dom0 <-> domU, Go server and Go client, checksummed" \
+		"$(item_status c)" "c. dom0 <-> domU: nettest.TestConn (via a relay), Go server and client checksummed" \
 		"$(item_status d)" "d. interop with libxenvchan (vchan-ref), both roles, several ring sizes" \
 		"$(item_status e)" "e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup" \
 		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU" \

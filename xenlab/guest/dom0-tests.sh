@@ -313,6 +313,17 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	gotest_domu a.domu-xenstore-device '^TestXenstoreDevice$' TestXenstoreDevice
 	gotest_domu b.domu-nettest-self '^TestConnSelf$/^65536x65536$' TestConnSelf/65536x65536
 
+	# nettest.TestConn across domains: both ends in dom0 (a server of one
+	# vchan, a client of another), joined by a relay in the domU.
+	if ! domu_gone c.nettest-dom0-domU; then
+		ucmd_start "/usr/local/bin/vchanpeer -dial-timeout 20s relay 0 /local/domain/0/data/rl-a /local/domain/$U/data/rl-b 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 240
+		export VCHAN_TEST_PEER_DOMID=$U
+		gotest c.nettest-dom0-domU guesttest.test '^TestConnAcrossDomains$' TestConnAcrossDomains
+		unset VCHAN_TEST_PEER_DOMID
+		ucmd_wait
+		[ "$UC_RC" = 0 ] || result c.nettest-relay FAIL "the relay in the domU: rc=$UC_RC (see logs/guest-domu1.log)"
+	fi
+
 	xfer c.dom0srv-go-go dom0 go go 65536 4194304 4194304
 	xfer c.domUsrv-go-go domU go go 65536 4194304 4194304
 	xfer c.dom0srv-go-go-1MiB dom0 go go 1048576 4194304 4194304

@@ -2,6 +2,7 @@ package guesttest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -273,4 +274,71 @@ func checkNodesGone(t *testing.T, self uint16) {
 	if len(names) > 0 {
 		t.Errorf("xenstore nodes left under %s after every connection closed: %q", dir, names)
 	}
+}
+
+// TestConnAcrossDomains runs nettest.TestConn between this domain and the
+// domain in $VCHAN_TEST_PEER_DOMID, through a relay there (`vchanpeer relay
+// 0 PATH-A PATH-B`, started by xenlab/guest/dom0-tests.sh): each pipe is a
+// vchan served here (PATH-A, 64 KiB rings) that the relay dials, and a vchan
+// the relay serves (PATH-B, its ring size) that this domain dials; the
+// relay copies between them and passes a close on. So both ends nettest
+// drives are here, one a server and one a client of a real cross-domain
+// vchan, and every byte crosses to the peer domain and back. A relay
+// serves one run of this test (it pairs connections in order).
+//
+// $VCHAN_HOST=sim:N runs it on the cross-process simulator instead, with
+// the relay as another simulated domain.
+func TestConnAcrossDomains(t *testing.T) {
+	peerEnv := os.Getenv("VCHAN_TEST_PEER_DOMID")
+	if peerEnv == "" {
+		t.Skip("needs VCHAN_TEST_PEER_DOMID and a relay in that domain; xenlab/run.sh sets both up")
+	}
+	if os.Getenv(vchan.HostEnv) == "" {
+		needXen(t)
+	}
+	var peer uint16
+	if _, err := fmt.Sscan(peerEnv, &peer); err != nil {
+		t.Fatalf("VCHAN_TEST_PEER_DOMID=%q: %v", peerEnv, err)
+	}
+	host, err := vchan.DefaultHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := host.DomainID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pathA := fmt.Sprintf("/local/domain/%d/data/rl-a", self)
+	pathB := fmt.Sprintf("/local/domain/%d/data/rl-b", peer)
+	ln, err := vchan.Listen(peer, pathA, &vchan.Config{Host: host, ReadBufferSize: 65536, WriteBufferSize: 65536})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		accepted := make(chan result, 1)
+		go func() {
+			ln.SetDeadline(time.Now().Add(30 * time.Second))
+			c, err := ln.Accept()
+			accepted <- result{c, err}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cli, err := vchan.DialContext(ctx, peer, pathB, &vchan.Config{Host: host})
+		r := <-accepted
+		if err != nil || r.err != nil {
+			if err == nil {
+				cli.Close()
+			}
+			if r.err == nil {
+				r.c.Close()
+			}
+			return nil, nil, nil, fmt.Errorf("dial %s: %v; accept at %s: %v", pathB, err, pathA, r.err)
+		}
+		return r.c, cli, func() { r.c.Close(); cli.Close() }, nil
+	})
 }

@@ -28,8 +28,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +47,7 @@ func main() {
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
+		fmt.Fprintln(os.Stderr, "       vchanpeer [-dial-timeout D] relay PEER-DOMID PATH-A PATH-B [RING-BYTES]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -59,6 +62,12 @@ func main() {
 		return
 	}
 	args := flag.Args()
+	if len(args) >= 4 && len(args) <= 5 && args[0] == "relay" {
+		if err := relay(args[1:], *dialTimeout); err != nil {
+			fatal("relay: %v", err)
+		}
+		return
+	}
 	if len(args) < 4 || len(args) > 5 || (args[0] != "server" && args[0] != "client") {
 		flag.Usage()
 		os.Exit(2)
@@ -189,6 +198,72 @@ func pingPong(c *vchan.Conn, server bool, n int) error {
 		return err
 	}
 	return nil
+}
+
+// relay joins pairs of vchans for nettest across domains
+// (guesttest.TestConnAcrossDomains): again and again, it dials the peer's
+// server at PATH-A, accepts the peer's next client at PATH-B (its own
+// server, RING-BYTES each way), and copies between the two until either
+// side ends, then closes both, so that a close travels on. It returns once
+// no server appears at PATH-A, or no client at PATH-B, within dialTimeout,
+// after at least one pair.
+func relay(args []string, dialTimeout time.Duration) error {
+	peer, err := strconv.ParseUint(args[0], 10, 16)
+	if err != nil {
+		return fmt.Errorf("peer domid: %v", err)
+	}
+	ring := 4096
+	if len(args) == 4 {
+		if ring, err = strconv.Atoi(args[3]); err != nil {
+			return fmt.Errorf("ring bytes: %v", err)
+		}
+	}
+	host, err := vchan.DefaultHost() // Xen, or $VCHAN_HOST=sim:N to try it on the simulator
+	if err != nil {
+		return err
+	}
+	ln, err := vchan.Listen(uint16(peer), args[2], &vchan.Config{Host: host, ReadBufferSize: ring, WriteBufferSize: ring})
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	for pairs := 0; ; pairs++ {
+		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		a, err := vchan.DialContext(ctx, uint16(peer), args[1], &vchan.Config{Host: host})
+		cancel()
+		if err != nil {
+			if pairs > 0 {
+				fmt.Fprintf(os.Stderr, "vchanpeer: relay: %d pairs, done (%v)\n", pairs, err)
+				return nil
+			}
+			return err
+		}
+		if err := ln.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+			return err
+		}
+		b, err := ln.Accept()
+		if err != nil {
+			a.Close()
+			// The peer's listener offers its next ring at once, so the
+			// relay may dial one that the peer never uses: the end too.
+			if pairs > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				fmt.Fprintf(os.Stderr, "vchanpeer: relay: %d pairs, done (%v)\n", pairs, err)
+				return nil
+			}
+			return fmt.Errorf("pair %d: accept: %w", pairs, err)
+		}
+		go join(a, b)
+	}
+}
+
+// join copies both ways between a and b; when either direction ends it
+// closes both (what was written is still delivered).
+func join(a, b net.Conn) {
+	var once sync.Once
+	closeBoth := func() { once.Do(func() { a.Close(); b.Close() }) }
+	go func() { io.Copy(b, a); closeBoth() }()
+	io.Copy(a, b)
+	closeBoth()
 }
 
 // clockSamples estimates the offset of the peer's wall clock from ours, as
