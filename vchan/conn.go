@@ -202,6 +202,10 @@ func (c *Conn) Flush() error {
 		if err := c.readyErr(&c.wdl); err != nil {
 			return c.opErr("flush", err)
 		}
+		// The live byte first: the peer publishes its consumer index before
+		// it clears that byte, so once it reads closed the index below is
+		// final, and a peer that read everything and closed was flushed.
+		open := c.peerOpen()
 		free, err := c.ep.Writable()
 		if err != nil {
 			return c.opErr("flush", c.fail(err))
@@ -209,8 +213,8 @@ func (c *Conn) Flush() error {
 		if free == c.wsize {
 			return nil
 		}
-		if err := c.peerOpen(); err != nil {
-			return c.opErr("flush", err)
+		if open != nil {
+			return c.opErr("flush", open)
 		}
 		c.ep.RequestNotify(ring.NotifyRead)
 		if free2, err := c.ep.Writable(); free2 != free || err != nil {

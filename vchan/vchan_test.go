@@ -517,3 +517,30 @@ func TestDialXenstoreGone(t *testing.T) {
 		t.Fatal("Dial kept waiting after its xenstore connection closed")
 	}
 }
+
+// TestFlushPeerReadsAllThenCloses: a peer that reads everything and closes
+// at once has been flushed. (xenlab once saw a ping server's Flush fail with
+// EPIPE after the client had read every byte: Flush looked at the index,
+// then at the live byte, and the peer read and closed in between.)
+func TestFlushPeerReadsAllThenCloses(t *testing.T) {
+	for i := range 300 {
+		_, srv, cli := connPair(t, 4096, 4096)
+		if _, err := srv.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			b := make([]byte, 1)
+			_, err := io.ReadFull(cli, b)
+			cli.Close()
+			done <- err
+		}()
+		if err := srv.Flush(); err != nil {
+			t.Fatalf("round %d: Flush after the peer read everything and closed: %v", i, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+	}
+}
