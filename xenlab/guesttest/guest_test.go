@@ -235,26 +235,37 @@ func selfPipe(host *vchan.Host, self uint16, port string, read, write int) (net.
 		return nil, nil, nil, err
 	}
 	defer ln.Close()
+	return acceptAndDial(ln, self, port, host)
+}
+
+// acceptAndDial accepts one connection on ln while it dials the server in
+// domain server at portOrPath, both within 30 s, and returns the accepted
+// end, the dialled end and a function that closes both.
+func acceptAndDial(ln *vchan.Listener, server uint16, portOrPath string, host *vchan.Host) (net.Conn, net.Conn, func(), error) {
 	type result struct {
 		c   net.Conn
 		err error
 	}
-	dialed := make(chan result, 1)
+	accepted := make(chan result, 1)
 	go func() {
-		c, err := vchan.Dial(self, port, &vchan.Config{Host: host})
-		dialed <- result{c, err}
+		ln.SetDeadline(time.Now().Add(30 * time.Second))
+		c, err := ln.Accept()
+		accepted <- result{c, err}
 	}()
-	ln.SetDeadline(time.Now().Add(30 * time.Second))
-	srv, err := ln.Accept()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("accept: %w", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli, err := vchan.DialContext(ctx, server, portOrPath, &vchan.Config{Host: host})
+	r := <-accepted
+	if err != nil || r.err != nil {
+		if err == nil {
+			cli.Close()
+		}
+		if r.err == nil {
+			r.c.Close()
+		}
+		return nil, nil, nil, fmt.Errorf("dial %s: %v; accept: %v", portOrPath, err, r.err)
 	}
-	r := <-dialed
-	if r.err != nil {
-		srv.Close()
-		return nil, nil, nil, fmt.Errorf("dial: %w", r.err)
-	}
-	return srv, r.c, func() { srv.Close(); r.c.Close() }, nil
+	return r.c, cli, func() { r.c.Close(); cli.Close() }, nil
 }
 
 // checkNodesGone checks that no vchan directory is left in xenstore after
@@ -316,29 +327,6 @@ func TestConnAcrossDomains(t *testing.T) {
 	}
 	defer ln.Close()
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		accepted := make(chan result, 1)
-		go func() {
-			ln.SetDeadline(time.Now().Add(30 * time.Second))
-			c, err := ln.Accept()
-			accepted <- result{c, err}
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cli, err := vchan.DialContext(ctx, peer, pathB, &vchan.Config{Host: host})
-		r := <-accepted
-		if err != nil || r.err != nil {
-			if err == nil {
-				cli.Close()
-			}
-			if r.err == nil {
-				r.c.Close()
-			}
-			return nil, nil, nil, fmt.Errorf("dial %s: %v; accept at %s: %v", pathB, err, pathA, r.err)
-		}
-		return r.c, cli, func() { r.c.Close(); cli.Close() }, nil
+		return acceptAndDial(ln, peer, pathB, host)
 	})
 }
