@@ -242,7 +242,11 @@ func (d *Domain) exchange(req msg) (p *parser, fds []int, ioErr, err error) {
 		closeAll(fds)
 		return nil, nil, err, nil
 	}
-	p = &parser{b: d.buf[4:n]}
+	// A copy: d.buf is reused by the next exchange, which another goroutine
+	// may start as soon as callMu is released, while the caller still
+	// parses this reply (seen as "map: bad reply" under concurrent
+	// Accept and Dial in one process). Only setup calls come here.
+	p = &parser{b: append([]byte(nil), d.buf[4:n]...)}
 	if st := binary.NativeEndian.Uint32(d.buf); st != stOK {
 		closeAll(fds)
 		return nil, nil, nil, fmt.Errorf("%s: %w", string(p.b), sentinel(st))
