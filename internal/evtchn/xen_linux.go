@@ -444,6 +444,13 @@ func (h *handle) isClosing() bool {
 
 // route is the router goroutine: it reads pending ports through the
 // poller, wakes their channels and unmasks them, until shutdown.
+//
+// It reads until EAGAIN before it waits (rd.Read does so), even after a
+// read that did not fill buf: the driver wakes waiters, and so gives the
+// poller an edge, only when its ring goes from empty to non-empty
+// (evtchn_interrupt), and an event that lands while a read is copying out
+// the ring gets no wake-up of its own. A router that trusted short reads
+// lost events on real Xen (2026-11-25, the lab's TestRealDevice).
 func (h *handle) route(rd *os.File) {
 	defer close(h.done)
 	buf := make([]byte, readSize)
