@@ -1,6 +1,7 @@
 package vchan
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -154,7 +155,14 @@ func (d *dialer) connect() (_ *Conn, err error) {
 		// The client writes the left ring and only reads the right one.
 		r, err := d.mapper.Map(d.server, grefs, i == 0, nil)
 		if err != nil {
-			return nil, fmt.Errorf("mapping the %d-page ring of domain %d: %w", len(part), d.server, err)
+			err = fmt.Errorf("mapping the %d-page ring of domain %d: %w", len(part), d.server, err)
+			if errors.Is(err, gnt.ErrBadRef) {
+				// A stale ring the server withdrew after we mapped its
+				// page (it accepted a client that had already closed,
+				// and closed it): its fresh ring is on the way.
+				err = fmt.Errorf("%w: %w", errRetry, err)
+			}
+			return nil, err
 		}
 		regions = append([]gnt.Region{r}, regions...) // the page stays last
 		areas[i] = r.Bytes()
@@ -177,20 +185,40 @@ func (d *dialer) connect() (_ *Conn, err error) {
 // non-zero (libxenvchan treats 0 as failure), within range. It reads them
 // separately, as libxenvchan does, not in a transaction: a Dial then holds
 // no transaction, so any number of Dials of one domain stay clear of
-// xenstored's transaction quota (Qubes issue 11059). A pair torn by a
-// concurrent re-publish cannot connect: binding the port or claiming the
-// ring fails, and the next watch event retries.
+// xenstored's transaction quota (Qubes issue 11059).
+//
+// The pair must not be torn, though. A Listener re-publishes both keys in
+// one transaction as soon as it accepts a client, so two plain reads can
+// straddle that: ring-ref of the ring just accepted, event-channel of the
+// fresh one. That port is unbound, so binding it succeeds, and so does
+// mapping the accepted ring's page, which the server still grants. The
+// claim then fails, but the failed attempt has mapped a live connection's
+// page with the unmap notify that clears cli_live: unmapping it closed that
+// connection under both its ends. So readKeys reads ring-ref a second time
+// after event-channel, and a changed value means a re-publish came in
+// between: it retries at the next watch event (the re-publish fired one).
+// (The same ref read twice around a port of another publication would need
+// two re-publishes within the three reads, the second reusing the first
+// ring's grant reference: a Listener allocates each fresh ring while the
+// one it accepted still holds its grants.)
 func (d *dialer) readKeys() (ref, port uint32, err error) {
 	refV, err := d.xs.Read(d.remote.Path + "/ring-ref")
-	var portV []byte
+	var portV, refAgain []byte
 	if err == nil {
 		portV, err = d.xs.Read(d.remote.Path + "/event-channel")
+	}
+	if err == nil {
+		refAgain, err = d.xs.Read(d.remote.Path + "/ring-ref")
 	}
 	if err != nil {
 		if isXenstoreQuota(err) {
 			return 0, 0, explainXenstore(err) // waiting will not cure it
 		}
 		return 0, 0, fmt.Errorf("%w: %v", errRetry, err)
+	}
+	if !bytes.Equal(refV, refAgain) {
+		return 0, 0, fmt.Errorf("%w: %s/ring-ref changed from %q to %q while reading event-channel (the server published a fresh ring)",
+			errRetry, d.remote.Path, truncate(refV), truncate(refAgain))
 	}
 	r, err := parseDecimal(refV, 1<<32-1)
 	if err == nil && r == 0 {
