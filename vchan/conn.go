@@ -46,6 +46,11 @@ type Conn struct {
 	peerGone  atomic.Bool           // the peer's domain no longer exists
 	host      *Host                 // for the peer watch; nil if none
 	spinWait  atomic.Int64          // see SetSpinWait; nanoseconds, <= 0: off
+
+	// waiter is ch, if a waiting goroutine can block on it itself (see
+	// wait); polling is held by the one goroutine blocked in it.
+	waiter  evtchn.Waiter
+	polling sync.Mutex
 }
 
 func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
@@ -56,6 +61,11 @@ func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region
 		readWake:  make(chan struct{}, 1),
 		writeWake: make(chan struct{}, 1),
 		closed:    make(chan struct{}),
+	}
+	if w, ok := ch.(evtchn.Waiter); ok {
+		c.waiter = w
+		c.rdl.changed = w.Interrupt
+		c.wdl.changed = w.Interrupt
 	}
 	spin := DefaultSpinWait
 	if h != nil && h.cheapWakeups {
@@ -80,6 +90,9 @@ func (c *Conn) peerDomainGone() {
 		case ch <- struct{}{}:
 		default:
 		}
+	}
+	if c.waiter != nil {
+		c.waiter.Interrupt()
 	}
 }
 
@@ -322,8 +335,24 @@ func (c *Conn) fail(err error) error {
 // serves both directions, so a waiter that takes an event passes a wake-up
 // on to the other direction's waiter: spurious wake-ups are harmless, lost
 // ones would hang.
+//
+// On a channel that is an evtchn.Waiter, one waiter at a time blocks on the
+// channel itself (no router goroutine hands the event over, which saves a
+// thread wake-up per event); the other direction's waiter, if any, waits
+// for wake-ups from it. Whoever stops polling wakes the other waiter, which
+// then polls in its turn if it still has to wait: every event is seen by a
+// poller, and none waits unwatched.
 func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
 	if err := channelErr(c.ch); err != nil {
+		return err
+	}
+	if c.waiter != nil && c.polling.TryLock() {
+		err := c.poll(mine, d)
+		c.polling.Unlock()
+		select {
+		case other <- struct{}{}:
+		default:
+		}
 		return err
 	}
 	select {
@@ -340,6 +369,23 @@ func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
 	case <-c.closed:
 		return net.ErrClosed
 	}
+}
+
+// poll blocks in c.waiter until an event, an interruption (Close, a new
+// deadline, the peer domain's death), the deadline or a channel failure.
+func (c *Conn) poll(mine chan struct{}, d *deadline) error {
+	select {
+	case <-mine:
+		return nil // handed over by the other waiter before this one polled
+	default:
+	}
+	if isClosed(c.closed) {
+		return net.ErrClosed
+	}
+	if err := c.waiter.Wait(d.when()); err != nil {
+		return err
+	}
+	return channelErr(c.ch)
 }
 
 // channelErr reports a failed event channel transport (evtchn.Failer).
@@ -364,6 +410,9 @@ func (c *Conn) opErr(op string, err error) error {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		if c.waiter != nil {
+			c.waiter.Interrupt()
+		}
 		// Wait for in-flight reads and writes: they return promptly once
 		// closed is closed, and must not touch the rings after unmapping.
 		c.rmu.Lock()

@@ -13,14 +13,28 @@ type deadline struct {
 	mu     sync.Mutex
 	timer  *time.Timer
 	cancel chan struct{} // closed when the deadline passes
+	at     time.Time     // the deadline; zero: none
+
+	// changed, if set, is called after every set: an operation blocked
+	// in an evtchn.Waiter, which cannot select on cancel, is interrupted
+	// and waits again with the new deadline.
+	changed func()
 }
 
 func makeDeadline() deadline { return deadline{cancel: make(chan struct{})} }
 
 // set arms the deadline at t; the zero time disarms it.
 func (d *deadline) set(t time.Time) {
+	d.setLocked(t)
+	if d.changed != nil {
+		d.changed()
+	}
+}
+
+func (d *deadline) setLocked(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.at = t
 	if d.timer != nil && !d.timer.Stop() {
 		<-d.cancel // the timer fired: wait for its close to be visible
 	}
@@ -51,6 +65,13 @@ func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cancel
+}
+
+// when returns the deadline; the zero time means none.
+func (d *deadline) when() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.at
 }
 
 // stop releases the timer, for Close.

@@ -201,10 +201,8 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 			if err := channelErr(sr.ch); err != nil {
 				return nil, opError("accept", nil, ln.addr, err)
 			}
-			select {
-			case <-sr.ch.Events():
-			case <-ln.dl.wait():
-			case <-ln.closed:
+			if err := ln.waitConnect(sr.ch); err != nil {
+				return nil, opError("accept", nil, ln.addr, err)
 			}
 			continue
 		case ring.LiveOpen, ring.LiveClosed:
@@ -225,6 +223,34 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		ln.pending, _ = ln.publish()
 		return c, nil
 	}
+}
+
+// waitConnect waits for an event on the waiting ring's channel (the client
+// connecting), the deadline or Close. An evtchn.Waiter is waited on by a
+// helper goroutine, interrupted and joined before returning: an accept
+// waits once per connection, so the hand-off costs nothing that matters.
+func (ln *Listener) waitConnect(ch evtchn.Channel) error {
+	events := ch.Events()
+	var waitErr error
+	if w, ok := ch.(evtchn.Waiter); ok {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			waitErr = w.Wait(time.Time{})
+		}()
+		defer func() {
+			w.Interrupt()
+			<-done
+		}()
+		events = done
+	}
+	select {
+	case <-events:
+		return waitErr
+	case <-ln.dl.wait():
+	case <-ln.closed:
+	}
+	return nil
 }
 
 // Close stops listening: it unblocks Accept, withdraws the waiting ring and

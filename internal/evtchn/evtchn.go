@@ -6,7 +6,10 @@
 // /dev/xen/evtchn device and the simulated host both implement them.
 package evtchn
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Port is an event channel port number, local to one domain.
 type Port uint32
@@ -29,6 +32,27 @@ type Channel interface {
 	Events() <-chan struct{}
 	// Close unbinds the port.
 	Close() error
+}
+
+// Waiter is implemented by channels whose events arrive on a descriptor of
+// their own, on which the receiving goroutine can block itself, in the Go
+// runtime's poller. Without it, a router goroutine receives the event and
+// hands it to the waiter through Events; that hand-off wakes a second
+// thread, which on a virtual machine costs more than the event itself
+// (the README's Performance section has figures). Events of a Waiter never delivers
+// anything: wait with Wait.
+//
+// At most one goroutine may be in Wait at a time; Interrupt may be called
+// from any goroutine at any time.
+type Waiter interface {
+	// Wait blocks until an event arrives or Interrupt is called (nil), the
+	// deadline passes (os.ErrDeadlineExceeded; the zero time means none),
+	// or the channel fails. Spurious returns are allowed: the caller
+	// re-checks the state it waits for.
+	Wait(deadline time.Time) error
+	// Interrupt makes the current Wait return nil at once, or, if none is
+	// blocked, the next one.
+	Interrupt()
 }
 
 // Device hands out channels, like an open /dev/xen/evtchn.

@@ -4,24 +4,32 @@ package evtchn
 
 // The real event channel device, /dev/xen/evtchn (PROTOCOL.md §12).
 //
-// One open device handle serves the whole process: every Device returned by
-// Open shares it, and one router goroutine reads the pending ports from it
-// and wakes the matching Channels. libxenvchan opens one handle per
-// connection instead; routing keeps the process at one descriptor, one
-// kernel ring and one goroutine however many vchans it has.
+// Every channel has a device handle of its own, as every libxenvchan
+// connection has. The handle's descriptor is non-blocking and joins Go's
+// runtime poller, and the goroutine that waits for an event reads the
+// pending port from it itself (Waiter). One handle shared by the process
+// would need a router goroutine to hand each event to its waiter, and that
+// hand-off wakes a second thread, which on a virtual machine costs more than
+// the event (the README's Performance section has the figures).
 //
-// The router waits in Go's runtime poller: the descriptor is non-blocking,
-// the driver implements poll, and a non-blocking descriptor given to
-// os.NewFile joins the poller. Closing that os.File wakes the router, so no
-// goroutine outlives the last Close.
+// With one port per handle, the driver's ring holds that port at most once:
+// the driver masks a port when it fires and queues it, and it fires again
+// only after the waiter writes it back to unmask it. So one read drains the
+// ring, and the next event is a fresh transition of the ring from empty to
+// non-empty, the only one on which the driver wakes the poller
+// (evtchn_interrupt). A handle with many ports would have to read until
+// EAGAIN before waiting: an event that lands while a read copies the ring
+// out gets no wake-up of its own (seen on real Xen with a shared handle).
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -31,14 +39,6 @@ import (
 const (
 	devPath   = "/dev/xen/evtchn"
 	devModule = "xen-evtchn"
-
-	// readSize is the router's read buffer: one page, the most the driver
-	// returns or accepts per call (PROTOCOL.md §12).
-	readSize = 4096
-
-	// maxBackoff caps the router's pause between attempts when the device
-	// keeps failing.
-	maxBackoff = 100 * time.Millisecond
 )
 
 // ioctl request numbers: _IOC(_IOC_NONE, 'E', nr, sizeof(struct)) in the
@@ -101,15 +101,30 @@ func ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	}
 }
 
-// sysCalls are the device operations that tests replace: the ioctls, and
-// the direct reads the router makes while it recovers. Everything else
-// (write, dup, the poller) works on any descriptor.
+// sysCalls are the device operations that tests replace: opening a handle,
+// the ioctls and the reads. Writes (the unmasks) and the poller work on any
+// descriptor.
 type sysCalls struct {
+	open  func() (int, error)
 	ioctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
 	read  func(fd int, p []byte) (int, error)
 }
 
-var realSys = sysCalls{ioctl: ioctl, read: unix.Read}
+var realSys = sysCalls{open: openDevice, ioctl: ioctl, read: unix.Read}
+
+// openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
+// non-blocking, so that it joins the runtime poller (PROTOCOL.md §12).
+func openDevice() (int, error) {
+	for {
+		fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		switch {
+		case err == nil:
+			return fd, nil
+		case err != unix.EINTR:
+			return -1, openError(err)
+		}
+	}
+}
 
 // openError explains a failed open of /dev/xen/evtchn: what is missing and
 // how to fix it.
@@ -163,380 +178,25 @@ func notifyError(port Port, errno error) error {
 	return fmt.Errorf("evtchn: notify port %d: %w", port, errno)
 }
 
-// registry holds the process's one device handle.
-var registry struct {
-	mu sync.Mutex
-	h  *handle
-}
-
-// Open returns a Device over /dev/xen/evtchn. The first Open opens the
-// device; later ones share it until the last Device and the last Channel
-// are closed.
+// Open returns a Device over /dev/xen/evtchn. It opens the device once to
+// report at once what is missing; each channel then opens a handle of its
+// own.
 func Open() (Device, error) {
-	return openShared(openReal)
+	return openWith(realSys)
 }
 
-// openReal opens /dev/xen/evtchn as libxenevtchn does, but non-blocking so
-// the router can wait in the runtime poller (PROTOCOL.md §12).
-func openReal() (*handle, error) {
-	var (
-		fd  int
-		err error
-	)
-	for {
-		fd, err = unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return nil, openError(err)
-	}
-	h, err := newHandle(fd, devPath, realSys)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return h, nil
-}
-
-// openShared returns a Device on the shared handle, opening one with open
-// if there is none.
-func openShared(open func() (*handle, error)) (Device, error) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if registry.h == nil {
-		h, err := open()
-		if err != nil {
-			return nil, err
-		}
-		h.registered = true
-		registry.h = h
-	}
-	registry.h.refs++
-	return &device{h: registry.h}, nil
-}
-
-// handle is one open event channel device and its router.
-type handle struct {
-	fd   int      // the device: ioctls, unmask writes, direct reads
-	name string   // for os.NewFile
-	sys  sysCalls // how to reach the device
-
-	// refs counts the Devices and Channels using the handle; registered
-	// says whether it is registry.h. Both are guarded by registry.mu.
-	refs       int
-	registered bool
-
-	mu      sync.Mutex
-	ports   map[Port]*channel // bound ports, for the router
-	rd      *os.File          // a duplicate of fd in the runtime poller, read by the router
-	closing bool
-
-	stop chan struct{} // closed by shutdown
-	done chan struct{} // closed when the router returns
-}
-
-// newHandle starts routing events from fd, a non-blocking event channel
-// device (or, in tests, anything that reads and writes whole u32 ports).
-// The handle owns fd from now on, but has no references yet.
-func newHandle(fd int, name string, sys sysCalls) (*handle, error) {
-	h := &handle{
-		fd:    fd,
-		name:  name,
-		sys:   sys,
-		ports: make(map[Port]*channel),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-	}
-	rd, err := h.pollFile()
+func openWith(sys sysCalls) (Device, error) {
+	fd, err := sys.open()
 	if err != nil {
 		return nil, err
 	}
-	h.rd = rd
-	go h.route(rd)
-	return h, nil
+	unix.Close(fd)
+	return &device{sys: sys}, nil
 }
 
-// pollFile returns a fresh duplicate of the device descriptor registered
-// with the runtime poller. The duplicate shares the open file, so it reads
-// the same pending ports; it is only ever read, by the router.
-func (h *handle) pollFile() (*os.File, error) {
-	fd, err := unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("evtchn: duplicate the %s descriptor: %w", h.name, err)
-	}
-	return os.NewFile(uintptr(fd), h.name), nil
-}
-
-// acquire adds a reference; the caller must already hold one.
-func (h *handle) acquire() {
-	registry.mu.Lock()
-	h.refs++
-	registry.mu.Unlock()
-}
-
-// release drops a reference and shuts the handle down with the last one.
-func (h *handle) release() error {
-	registry.mu.Lock()
-	h.refs--
-	last := h.refs == 0
-	if last && h.registered {
-		// The next Open opens a new handle; this one goes away below.
-		registry.h = nil
-		h.registered = false
-	}
-	registry.mu.Unlock()
-	if !last {
-		return nil
-	}
-	return h.shutdown()
-}
-
-// shutdown stops the router, waits for it, and closes the device, which
-// unbinds any port still bound (PROTOCOL.md §12).
-func (h *handle) shutdown() error {
-	h.mu.Lock()
-	h.closing = true
-	rd := h.rd
-	h.mu.Unlock()
-	close(h.stop)
-	rd.Close() // wakes the router's Read with os.ErrClosed
-	<-h.done
-	if err := unix.Close(h.fd); err != nil {
-		return fmt.Errorf("evtchn: close %s: %w", h.name, err)
-	}
-	return nil
-}
-
-// bind runs a bind ioctl and registers the new port. The lock is held
-// across the ioctl so that the router, which takes it to look ports up,
-// cannot see an event for the port before its channel exists.
-func (h *handle) bind(req uintptr, arg unsafe.Pointer, explain func(error) error) (*channel, error) {
-	h.mu.Lock()
-	port, err := h.sys.ioctl(h.fd, req, arg)
-	if err != nil {
-		h.mu.Unlock()
-		return nil, explain(err)
-	}
-	c := &channel{h: h, port: Port(port), events: make(chan struct{}, 1)}
-	h.ports[c.port] = c
-	h.mu.Unlock()
-	h.acquire()
-
-	// Ports start enabled, but libxenvchan unmasks once after binding;
-	// doing the same is harmless (PROTOCOL.md §12). A failure here changes
-	// nothing, so it is not reported.
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], uint32(port))
-	_, _ = unix.Write(h.fd, b[:])
-	return c, nil
-}
-
-// dispatch decodes the pending ports in buf (whole native-endian u32s, as
-// the driver's read returns them), calls wake for each one in order, and
-// returns the bytes to write back to the device to unmask them. Every port
-// read is unmasked, including ports no channel knows any more: the driver
-// ignores ports it does not have bound for this handle.
-func dispatch(buf []byte, wake func(Port)) (unmask []byte) {
-	n := len(buf) &^ 3
-	for i := 0; i < n; i += 4 {
-		wake(Port(binary.NativeEndian.Uint32(buf[i:])))
-	}
-	return buf[:n]
-}
-
-// wakeLocked sets the pending bit of port's channel, if there is one: a
-// non-blocking send on its one-slot Events channel, so events coalesce.
-// h.mu must be held.
-func (h *handle) wakeLocked(port Port) {
-	if c := h.ports[port]; c != nil {
-		select {
-		case c.events <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// wakeAll wakes every channel: after lost events, spurious wake-ups are the
-// safe answer.
-func (h *handle) wakeAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for port := range h.ports {
-		h.wakeLocked(port)
-	}
-}
-
-// deliver wakes the channels of the ports in buf, then unmasks the ports.
-func (h *handle) deliver(buf []byte) {
-	h.mu.Lock()
-	unmask := dispatch(buf, h.wakeLocked)
-	h.mu.Unlock()
-	h.unmask(unmask)
-}
-
-// unmask writes ports back to the device to re-enable them (PROTOCOL.md
-// §12). A port left masked would never fire again, so failures are retried
-// until they succeed or the handle shuts down.
-func (h *handle) unmask(p []byte) {
-	for failures := 0; len(p) > 0; {
-		n, err := unix.Write(h.fd, p)
-		if n > 0 {
-			p = p[n:]
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		failures++
-		if !h.sleep(backoff(failures)) {
-			return
-		}
-	}
-}
-
-// unmaskAll unmasks every bound port, one page of ports per write.
-func (h *handle) unmaskAll() {
-	h.mu.Lock()
-	ports := make([]Port, 0, len(h.ports))
-	for port := range h.ports {
-		ports = append(ports, port)
-	}
-	h.mu.Unlock()
-	slices.Sort(ports)
-	buf := make([]byte, 0, readSize)
-	for i, port := range ports {
-		buf = binary.NativeEndian.AppendUint32(buf, uint32(port))
-		if len(buf) == readSize || i == len(ports)-1 {
-			h.unmask(buf)
-			buf = buf[:0]
-		}
-	}
-}
-
-// sleep pauses for d, or returns false at once if the handle shuts down.
-func (h *handle) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-h.stop:
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// backoff is the pause after the given number of consecutive failures.
-func backoff(failures int) time.Duration {
-	if failures > 8 {
-		return maxBackoff
-	}
-	return min(time.Millisecond<<(failures-1), maxBackoff)
-}
-
-// isClosing reports whether shutdown has begun.
-func (h *handle) isClosing() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.closing
-}
-
-// route is the router goroutine: it reads pending ports through the
-// poller, wakes their channels and unmasks them, until shutdown.
-//
-// It reads until EAGAIN before it waits (rd.Read does so), even after a
-// read that did not fill buf: the driver wakes waiters, and so gives the
-// poller an edge, only when its ring goes from empty to non-empty
-// (evtchn_interrupt), and an event that lands while a read is copying out
-// the ring gets no wake-up of its own. A router that trusted short reads
-// lost events on real Xen (2026-11-25, the lab's TestRealDevice).
-func (h *handle) route(rd *os.File) {
-	defer close(h.done)
-	buf := make([]byte, readSize)
-	failures := 0
-	for {
-		n, err := rd.Read(buf)
-		if n > 0 {
-			failures = 0
-			h.deliver(buf[:n])
-			continue
-		}
-		if h.isClosing() {
-			return
-		}
-		failures++
-		if failures > 1 && !h.sleep(backoff(failures-1)) {
-			return
-		}
-		if rd = h.recover(rd, buf, err); rd == nil {
-			return
-		}
-	}
-}
-
-// recover handles a failed read and returns the file to read next, nil on
-// shutdown.
-//
-// The usual cause is EFBIG: the driver's ring of pending ports overflowed,
-// and reads fail until IOCTL_EVTCHN_RESET. RESET only empties the ring and
-// clears the error; ports stay bound (header <xen/evtchn.h> and the
-// driver's evtchn_ioctl, PROTOCOL.md §12). But each port whose event was
-// dropped stays masked, so all bound ports are unmasked afterwards, and
-// every channel is woken because events were lost.
-//
-// On overflow the driver's poll reports only EPOLLERR, and Go's poller then
-// keeps failing reads of that file ("not pollable") until a later poll
-// event clears the mark, which may never come while ports are masked. So
-// the ring is drained with direct reads on the device, and the router goes
-// on with a fresh duplicate of the descriptor, registered anew. Errors the
-// router does not understand take the same path, after a back-off.
-func (h *handle) recover(rd *os.File, buf []byte, cause error) *os.File {
-	overflow := errors.Is(cause, unix.EFBIG)
-	reset := false
-	for range 64 {
-		n, err := h.sys.read(h.fd, buf)
-		if n > 0 {
-			h.deliver(buf[:n])
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EFBIG && !reset {
-			overflow = true
-			if _, err := h.sys.ioctl(h.fd, ioctlReset, nil); err != nil {
-				break
-			}
-			reset = true
-			continue
-		}
-		break // EAGAIN: drained; anything else: retried after a back-off
-	}
-	if overflow {
-		h.unmaskAll()
-	}
-	h.wakeAll()
-
-	nrd, err := h.pollFile()
-	if err != nil {
-		return rd // try again after a back-off
-	}
-	h.mu.Lock()
-	if h.closing {
-		h.mu.Unlock()
-		nrd.Close()
-		return nil
-	}
-	h.rd = nrd
-	h.mu.Unlock()
-	rd.Close()
-	return nrd
-}
-
-// device implements Device on the shared handle.
+// device implements Device.
 type device struct {
-	h      *handle
+	sys    sysCalls
 	mu     sync.Mutex
 	closed bool
 }
@@ -544,41 +204,53 @@ type device struct {
 // BindUnbound allocates a port that only domain remote may bind
 // (IOCTL_EVTCHN_BIND_UNBOUND_PORT).
 func (d *device) BindUnbound(remote uint16) (Channel, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
 	arg := bindUnboundPortArg{RemoteDomain: uint32(remote)}
-	c, err := d.h.bind(ioctlBindUnboundPort, unsafe.Pointer(&arg), func(errno error) error {
+	return d.bind(ioctlBindUnboundPort, unsafe.Pointer(&arg), func(errno error) error {
 		return bindError(fmt.Sprintf("allocate a port for domain %d", remote), errno)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // BindInterdomain connects a new local port to remotePort of domain remote
 // (IOCTL_EVTCHN_BIND_INTERDOMAIN).
 func (d *device) BindInterdomain(remote uint16, remotePort Port) (Channel, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
 	arg := bindInterdomainArg{RemoteDomain: uint32(remote), RemotePort: uint32(remotePort)}
-	c, err := d.h.bind(ioctlBindInterdomain, unsafe.Pointer(&arg), func(errno error) error {
+	return d.bind(ioctlBindInterdomain, unsafe.Pointer(&arg), func(errno error) error {
 		return bindInterdomainError(remote, remotePort, errno)
 	})
+}
+
+// bind opens a handle, runs a bind ioctl on it and returns the channel.
+func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error) (Channel, error) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	fd, err := d.sys.open()
 	if err != nil {
 		return nil, err
 	}
+	port, err := d.sys.ioctl(fd, req, arg)
+	if err != nil {
+		unix.Close(fd)
+		return nil, explain(err)
+	}
+	c := &channel{sys: d.sys, fd: fd, port: Port(port), file: os.NewFile(uintptr(fd), devPath)}
+	binary.NativeEndian.PutUint32(c.portBytes[:], uint32(port))
+	if c.raw, err = c.file.SyscallConn(); err != nil {
+		c.file.Close()
+		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
+	}
+	// Ports start enabled, but libxenvchan unmasks once after binding;
+	// doing the same is harmless (PROTOCOL.md §12). A failure here changes
+	// nothing, so it is not reported.
+	_, _ = unix.Write(fd, c.portBytes[:])
 	return c, nil
 }
 
-// Close releases this Device's hold on the shared handle; its channels stay
-// usable until they are closed.
+// Close marks the Device closed; its channels stay usable until they are
+// closed.
 func (d *device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -586,14 +258,22 @@ func (d *device) Close() error {
 		return ErrClosed
 	}
 	d.closed = true
-	return d.h.release()
+	return nil
 }
 
-// channel implements Channel: one bound port of the shared handle.
+// channel implements Channel and Waiter: one port bound on a handle of its
+// own.
 type channel struct {
-	h      *handle
-	port   Port
-	events chan struct{} // the pending bit: capacity 1
+	sys       sysCalls
+	fd        int      // the handle: ioctls while open (under mu)
+	file      *os.File // the same descriptor, in the runtime poller
+	raw       syscall.RawConn
+	port      Port
+	portBytes [4]byte // the port as the driver reads and unmasks it
+
+	interrupted atomic.Bool           // see Interrupt
+	failure     atomic.Pointer[error] // a failed unmask, sticky (Failer)
+	buf         [64]byte              // for Wait, one goroutine at a time
 
 	mu     sync.RWMutex // Notify holds it shared, Close exclusively
 	closed bool
@@ -602,8 +282,99 @@ type channel struct {
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() Port { return c.port }
 
-// Events delivers one value per batch of events received.
-func (c *channel) Events() <-chan struct{} { return c.events }
+// Events never delivers: the channel is a Waiter.
+func (c *channel) Events() <-chan struct{} { return nil }
+
+// Wait blocks in the runtime poller until the port fires, then reads it
+// from the handle and writes it back to unmask it (PROTOCOL.md §12).
+func (c *channel) Wait(deadline time.Time) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	if err := c.file.SetReadDeadline(deadline); err != nil {
+		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
+	}
+	if c.interrupted.Swap(false) {
+		return nil
+	}
+	var ioErr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			n, err := c.sys.read(int(fd), c.buf[:])
+			switch {
+			case n >= 4:
+				ioErr = c.unmask(int(fd))
+				return true
+			case err == unix.EINTR:
+			case err == unix.EAGAIN:
+				return false // nothing pending: wait in the poller
+			case err == unix.EFBIG:
+				// The ring overflowed, which one port cannot do; survive
+				// it anyway: RESET clears the error, and the port, whose
+				// event was dropped, is unmasked and reported.
+				if _, err := c.sys.ioctl(int(fd), ioctlReset, nil); err != nil {
+					ioErr = c.fail(fmt.Errorf("evtchn: reset after overflow: %w", err))
+					return true
+				}
+				ioErr = c.unmask(int(fd))
+				return true
+			default:
+				if err == nil {
+					err = io.ErrUnexpectedEOF // the device never reads 0 bytes
+				}
+				ioErr = fmt.Errorf("evtchn: read port %d: %w", c.port, err)
+				return true
+			}
+		}
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.interrupted.Swap(false) {
+			return nil
+		}
+		return os.ErrDeadlineExceeded
+	}
+	if err != nil {
+		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
+	}
+	return ioErr
+}
+
+// unmask writes the port back to the handle. A port left masked never fires
+// again, so a failure is sticky: every later Wait reports it.
+func (c *channel) unmask(fd int) error {
+	for {
+		_, err := unix.Write(fd, c.portBytes[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return c.fail(fmt.Errorf("evtchn: unmask port %d: %w", c.port, err))
+		}
+		return nil
+	}
+}
+
+func (c *channel) fail(err error) error {
+	c.failure.CompareAndSwap(nil, &err)
+	return err
+}
+
+// Err reports a failed unmask (Failer): the port can no longer fire.
+func (c *channel) Err() error {
+	if p := c.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Interrupt ends the current Wait, or makes the next one return at once.
+func (c *channel) Interrupt() {
+	c.interrupted.Store(true)
+	_ = c.file.SetReadDeadline(aLongTimeAgo) // fails only once closed
+}
+
+// aLongTimeAgo is a deadline in the past: it wakes a blocked Wait.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // Notify sends an event to the remote end (IOCTL_EVTCHN_NOTIFY).
 func (c *channel) Notify() error {
@@ -613,14 +384,14 @@ func (c *channel) Notify() error {
 		return ErrClosed
 	}
 	arg := notifyArg{Port: uint32(c.port)}
-	if _, err := c.h.sys.ioctl(c.h.fd, ioctlNotify, unsafe.Pointer(&arg)); err != nil {
+	if _, err := c.sys.ioctl(c.fd, ioctlNotify, unsafe.Pointer(&arg)); err != nil {
 		return notifyError(c.port, err)
 	}
 	return nil
 }
 
-// Close unbinds the port (IOCTL_EVTCHN_UNBIND) and releases the channel's
-// hold on the shared handle.
+// Close closes the channel's handle, which unbinds its port
+// (evtchn_release, PROTOCOL.md §12). No Wait may be in progress.
 func (c *channel) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -628,15 +399,8 @@ func (c *channel) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
-	arg := unbindArg{Port: uint32(c.port)}
-	_, err := c.h.sys.ioctl(c.h.fd, ioctlUnbind, unsafe.Pointer(&arg))
-	if err != nil {
-		err = fmt.Errorf("evtchn: unbind port %d: %w", c.port, err)
+	if err := c.file.Close(); err != nil {
+		return fmt.Errorf("evtchn: close the handle of port %d: %w", c.port, err)
 	}
-	c.h.mu.Lock()
-	if c.h.ports[c.port] == c {
-		delete(c.h.ports, c.port)
-	}
-	c.h.mu.Unlock()
-	return errors.Join(err, c.h.release())
+	return nil
 }

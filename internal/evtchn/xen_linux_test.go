@@ -19,22 +19,51 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// There is no Xen here. The router is tested over a socketpair standing in
-// for the device descriptor: the test writes pending ports into one end as
-// the driver's read would return them, and reads the router's unmask
-// writes from the other. A fake answers the ioctls.
+// There is no Xen here. Each handle the channels open is one end of a
+// socketpair standing in for the device descriptor: the test writes
+// pending ports into the other end as the driver's read would return them,
+// and reads the channel's unmask writes from it. A fake answers the ioctls.
 
 const waitLimit = 5 * time.Second
 
-// fakeDev answers the event channel ioctls and can make the router's direct
-// reads fail with EFBIG, as the driver does after its ring overflowed.
+// fakeDev opens socketpairs as handles, answers the event channel ioctls,
+// and can make reads fail with EFBIG, as the driver does after its ring
+// overflowed.
 type fakeDev struct {
+	t         *testing.T
 	mu        sync.Mutex
 	next      int
 	calls     []string
 	bindErr   error
 	notifyErr error
-	efbig     atomic.Int32 // direct reads left to fail with EFBIG
+	peers     map[int]int  // handle → the test's end
+	opened    []int        // the test's ends of every handle opened
+	efbig     atomic.Int32 // reads left to fail with EFBIG
+	reads     atomic.Int32 // reads made, failed ones included
+}
+
+func newFake(t *testing.T) (*fakeDev, Device) {
+	f := &fakeDev{t: t, next: 10, peers: make(map[int]int)}
+	d, err := openWith(f.sys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, d
+}
+
+func (f *fakeDev) sys() sysCalls { return sysCalls{open: f.open, ioctl: f.ioctl, read: f.read} }
+
+func (f *fakeDev) open() (int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	f.t.Cleanup(func() { unix.Close(fds[1]) })
+	f.mu.Lock()
+	f.peers[fds[0]] = fds[1]
+	f.opened = append(f.opened, fds[1])
+	f.mu.Unlock()
+	return fds[0], nil
 }
 
 func (f *fakeDev) ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
@@ -50,9 +79,6 @@ func (f *fakeDev) ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	case ioctlNotify:
 		f.calls = append(f.calls, fmt.Sprintf("notify %d", (*notifyArg)(arg).Port))
 		return 0, f.notifyErr
-	case ioctlUnbind:
-		f.calls = append(f.calls, fmt.Sprintf("unbind %d", (*unbindArg)(arg).Port))
-		return 0, nil
 	case ioctlReset:
 		if arg != nil {
 			panic("RESET takes no argument")
@@ -71,6 +97,7 @@ func (f *fakeDev) ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 }
 
 func (f *fakeDev) read(fd int, p []byte) (int, error) {
+	f.reads.Add(1)
 	if f.efbig.Load() > 0 {
 		f.efbig.Add(-1)
 		return -1, unix.EFBIG
@@ -84,28 +111,11 @@ func (f *fakeDev) called(call string) bool {
 	return slices.Contains(f.calls, call)
 }
 
-// newFake returns a handle over one end of a socketpair, and the other end.
-func newFake(t *testing.T) (*handle, int, *fakeDev) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fds[1]) })
-	fake := &fakeDev{next: 10}
-	h, err := newHandle(fds[0], "fake-evtchn", sysCalls{ioctl: fake.ioctl, read: fake.read})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h, fds[1], fake
-}
-
-// attach returns a Device on h, as Open does on the shared handle.
-func attach(h *handle) *device {
-	registry.mu.Lock()
-	h.refs++
-	registry.mu.Unlock()
-	return &device{h: h}
+// peer returns the test's end of c's handle.
+func (f *fakeDev) peer(c Channel) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peers[c.(*channel).fd]
 }
 
 // send writes pending ports as one read's worth of the driver's ring.
@@ -120,7 +130,7 @@ func send(t *testing.T, fd int, ports ...Port) {
 	}
 }
 
-// unmasked reads the next unmask write of the router.
+// unmasked reads the next unmask write of the channel.
 func unmasked(t *testing.T, fd int) []Port {
 	t.Helper()
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -134,7 +144,7 @@ func unmasked(t *testing.T, fd int) []Port {
 		}
 		break
 	}
-	b := make([]byte, readSize)
+	b := make([]byte, 4096)
 	n, err := unix.Read(fd, b)
 	if err != nil {
 		t.Fatal(err)
@@ -158,70 +168,38 @@ func expectUnmasked(t *testing.T, fd int, want ...Port) {
 
 func expectEvent(t *testing.T, c Channel) {
 	t.Helper()
-	select {
-	case <-c.Events():
-	case <-time.After(waitLimit):
-		t.Fatalf("port %d: no event within %v", c.LocalPort(), waitLimit)
+	if err := c.(Waiter).Wait(time.Now().Add(waitLimit)); err != nil {
+		t.Fatalf("port %d: no event within %v: %v", c.LocalPort(), waitLimit, err)
 	}
 }
 
 func expectNoEvent(t *testing.T, c Channel) {
 	t.Helper()
-	select {
-	case <-c.Events():
-		t.Fatalf("port %d: unexpected event", c.LocalPort())
-	case <-time.After(50 * time.Millisecond):
+	if err := c.(Waiter).Wait(time.Now().Add(50 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("port %d: Wait = %v, want no event (os.ErrDeadlineExceeded)", c.LocalPort(), err)
 	}
 }
 
-// routerParked reports whether a router goroutine is parked in the runtime
-// poller, waiting for the descriptor to become readable.
-func routerParked() bool {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*handle).route") && strings.Contains(g, "runtime_pollWait") {
-			return true
-		}
-	}
-	return false
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitParked waits until a goroutine is parked in the runtime poller inside
+// Wait.
+func waitParked(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "(*channel).Wait") && strings.Contains(g, "runtime_pollWait") {
+				return
+			}
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("Wait did not park in the runtime poller")
+		}
 	}
 }
 
-func TestDispatch(t *testing.T) {
-	var buf []byte
-	for _, p := range []uint32{3, 7, 3, 1 << 17} {
-		buf = binary.NativeEndian.AppendUint32(buf, p)
-	}
-	buf = append(buf, 0xff, 0xff) // a partial port, which the driver never returns
-	var woken []Port
-	unmask := dispatch(buf, func(p Port) { woken = append(woken, p) })
-	if want := []Port{3, 7, 3, 1 << 17}; !slices.Equal(woken, want) {
-		t.Errorf("woke %v, want %v", woken, want)
-	}
-	if len(unmask) != 16 || &unmask[0] != &buf[0] {
-		t.Errorf("unmask is %d bytes, want the 16 bytes of whole ports read", len(unmask))
-	}
-	if got := dispatch(nil, func(Port) { t.Error("woke on empty input") }); len(got) != 0 {
-		t.Errorf("empty input: unmask %v", got)
-	}
-}
-
-func TestRouter(t *testing.T) {
-	base := runtime.NumGoroutine()
-	h, peer, fake := newFake(t)
-	d := attach(h)
-
+func TestChannel(t *testing.T) {
+	fake, d := newFake(t)
 	c1, err := d.BindUnbound(5)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +207,8 @@ func TestRouter(t *testing.T) {
 	if c1.LocalPort() != 10 || !fake.called("bind_unbound 5") {
 		t.Fatalf("BindUnbound: port %d, calls %v", c1.LocalPort(), fake.calls)
 	}
-	expectUnmasked(t, peer, 10) // the unmask after binding, as libxenvchan does
+	p1 := fake.peer(c1)
+	expectUnmasked(t, p1, 10) // the unmask after binding, as libxenvchan does
 	c2, err := d.BindInterdomain(6, 77)
 	if err != nil {
 		t.Fatal(err)
@@ -237,67 +216,82 @@ func TestRouter(t *testing.T) {
 	if c2.LocalPort() != 11 || !fake.called("bind_interdomain 6 77") {
 		t.Fatalf("BindInterdomain: port %d, calls %v", c2.LocalPort(), fake.calls)
 	}
-	expectUnmasked(t, peer, 11)
-	waitFor(t, "the router parks in the runtime poller", routerParked)
+	p2 := fake.peer(c2)
+	if p2 == p1 {
+		t.Fatal("two channels share a handle")
+	}
+	expectUnmasked(t, p2, 11)
 
-	// Events coalesce into one wake-up; every port read is unmasked, even
-	// one nobody has bound.
-	// (The unmask comes after the whole batch is delivered, so waiting for
-	// it first leaves exactly one pending event.)
-	send(t, peer, 10, 10, 99)
-	expectUnmasked(t, peer, 10, 10, 99)
+	// An event pending before Wait; one read per event, and the port is
+	// written back to unmask it.
+	send(t, p1, 10)
+	reads := fake.reads.Load()
 	expectEvent(t, c1)
+	if got := fake.reads.Load() - reads; got != 1 {
+		t.Errorf("%d reads for one pending event, want 1", got)
+	}
+	expectUnmasked(t, p1, 10)
 	expectNoEvent(t, c1)
 	expectNoEvent(t, c2)
 
-	send(t, peer, 11)
-	expectEvent(t, c2)
-	expectUnmasked(t, peer, 11)
+	// An event while Wait is parked in the poller.
+	done := make(chan error, 1)
+	go func() { done <- c2.(Waiter).Wait(time.Time{}) }()
+	waitParked(t)
+	send(t, p2, 11)
+	if err := <-done; err != nil {
+		t.Fatalf("Wait = %v", err)
+	}
+	expectUnmasked(t, p2, 11)
+
+	// Interrupt ends a parked Wait, and one made before Wait ends the next.
+	go func() { done <- c2.(Waiter).Wait(time.Time{}) }()
+	waitParked(t)
+	c2.(Waiter).Interrupt()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("interrupted Wait = %v, want nil", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Interrupt did not end Wait")
+	}
+	c2.(Waiter).Interrupt()
+	if err := c2.(Waiter).Wait(time.Now().Add(waitLimit)); err != nil {
+		t.Fatalf("Wait after Interrupt = %v, want nil at once", err)
+	}
+	expectNoEvent(t, c2) // the interruption was used up
 
 	if err := c1.Notify(); err != nil || !fake.called("notify 10") {
 		t.Fatalf("Notify = %v, calls %v", err, fake.calls)
 	}
 
-	// Ring overflow: the read fails, the direct read says EFBIG, the router
-	// resets the ring, unmasks every bound port, wakes every channel, and
-	// goes on with a fresh poller registration.
+	// Ring overflow: the read fails with EFBIG; the channel resets the
+	// ring, unmasks its port and reports an event.
 	fake.efbig.Store(1)
-	h.mu.Lock()
-	rd := h.rd
-	h.mu.Unlock()
-	rd.SetReadDeadline(time.Now()) // makes the router's read fail
-	expectUnmasked(t, peer, 10, 11)
+	send(t, p1, 10)
 	expectEvent(t, c1)
-	expectEvent(t, c2)
 	if !fake.called("reset") {
 		t.Fatalf("no IOCTL_EVTCHN_RESET after EFBIG: calls %v", fake.calls)
 	}
-	waitFor(t, "the router replaces its reader", func() bool {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return h.rd != rd
-	})
-	send(t, peer, 11)
-	expectEvent(t, c2)
-	expectUnmasked(t, peer, 11)
-	waitFor(t, "the router parks again", routerParked)
+	expectUnmasked(t, p1, 10)
 
-	// A closed channel's port is unbound; late events for it are dropped
-	// but still unmasked.
-	if err := c1.Close(); err != nil || !fake.called("unbind 10") {
-		t.Fatalf("Close = %v, calls %v", err, fake.calls)
+	// Close closes the handle, which unbinds the port; the test's end sees
+	// the other end closed.
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
 	}
-	if err := c1.Notify(); !errors.Is(err, ErrClosed) {
+	if err := c2.Notify(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Notify after Close = %v, want ErrClosed", err)
 	}
-	if err := c1.Close(); !errors.Is(err, ErrClosed) {
+	if err := c2.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v, want ErrClosed", err)
 	}
-	send(t, peer, 10)
-	expectUnmasked(t, peer, 10)
-	expectNoEvent(t, c1)
+	if err := unix.Sendto(p2, []byte{11, 0, 0, 0}, unix.MSG_NOSIGNAL, nil); err != unix.EPIPE {
+		t.Errorf("write to the handle after Close = %v, want EPIPE (the descriptor leaked)", err)
+	}
 
-	// The Device goes; its channel stays usable.
+	// The Device goes; its channels stay usable.
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -307,127 +301,38 @@ func TestRouter(t *testing.T) {
 	if err := d.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Device Close = %v, want ErrClosed", err)
 	}
-	send(t, peer, 11)
-	expectEvent(t, c2)
-	expectUnmasked(t, peer, 11)
-	if err := c2.Notify(); err != nil {
-		t.Fatal(err)
+	if err := c1.Notify(); err != nil {
+		t.Errorf("Notify after the Device closed = %v", err)
 	}
-
-	// The last Close stops the router before returning and closes every
-	// descriptor: the peer end sees the socket closed.
-	if err := c2.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-h.done:
-	default:
-		t.Fatal("the last Close returned before the router exited")
-	}
-	if err := unix.Sendto(peer, []byte{1, 0, 0, 0}, unix.MSG_NOSIGNAL, nil); err != unix.EPIPE {
-		t.Errorf("write to the peer after the last Close = %v, want EPIPE (a descriptor leaked)", err)
-	}
-	waitFor(t, "goroutines return to the baseline", func() bool { return runtime.NumGoroutine() <= base })
+	c1.Close()
 }
 
-func TestRouterShutdownWhileUnmaskBlocked(t *testing.T) {
-	// If the unmask write keeps failing, the router retries, but Close
-	// still stops it.
-	base := runtime.NumGoroutine()
-	h, peer, _ := newFake(t)
-	d := attach(h)
+func TestUnmaskFailureIsSticky(t *testing.T) {
+	fake, d := newFake(t)
+	defer d.Close()
 	c, err := d.BindUnbound(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expectUnmasked(t, peer, 10)
-	// Fill the peer's receive buffer so that unmask writes fail (EAGAIN).
-	for {
-		if err := unix.Sendto(h.fd, make([]byte, 1024), unix.MSG_NOSIGNAL, nil); err != nil {
-			break
-		}
+	defer c.Close()
+	p := fake.peer(c)
+	expectUnmasked(t, p, 10)
+	send(t, p, 10)
+	unix.Shutdown(p, unix.SHUT_RD) // the channel's unmask write fails (EPIPE)
+	err = c.(Waiter).Wait(time.Now().Add(waitLimit))
+	if !errors.Is(err, unix.EPIPE) || !strings.Contains(err.Error(), "unmask port 10") {
+		t.Fatalf("Wait with a failing unmask = %v, want EPIPE", err)
 	}
-	send(t, peer, 10)
-	expectEvent(t, c)
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
+	if err2 := c.(Waiter).Wait(time.Now().Add(waitLimit)); !errors.Is(err2, unix.EPIPE) {
+		t.Errorf("next Wait = %v, want the same failure", err2)
 	}
-	done := make(chan error)
-	go func() { done <- d.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitLimit):
-		t.Fatal("Close hangs while the router retries an unmask")
-	}
-	waitFor(t, "goroutines return to the baseline", func() bool { return runtime.NumGoroutine() <= base })
-}
-
-func TestSharedHandle(t *testing.T) {
-	base := runtime.NumGoroutine()
-	opens := 0
-	var peers []int
-	open := func() (*handle, error) {
-		opens++
-		h, peer, _ := newFake(t)
-		peers = append(peers, peer)
-		return h, nil
-	}
-	d1, err := openShared(open)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d2, err := openShared(open)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opens != 1 || d1.(*device).h != d2.(*device).h {
-		t.Fatalf("two Devices opened %d handles, want one shared", opens)
-	}
-	c, err := d1.BindUnbound(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d1.Close()
-	d2.Close()
-	// The channel keeps the handle open, and a new Open shares it.
-	d3, err := openShared(open)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opens != 1 {
-		t.Fatalf("Open while a channel is bound opened a new handle")
-	}
-	d3.Close()
-	c.Close()
-	registry.mu.Lock()
-	left := registry.h
-	registry.mu.Unlock()
-	if left != nil {
-		t.Fatal("the handle stays registered after the last Close")
-	}
-	// Now a new Open opens the device again.
-	d4, err := openShared(open)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opens != 2 {
-		t.Fatalf("Open after the last Close reused a closed handle")
-	}
-	d4.Close()
-	waitFor(t, "goroutines return to the baseline", func() bool { return runtime.NumGoroutine() <= base })
-
-	failing := func() (*handle, error) { return nil, errors.New("no device") }
-	if _, err := openShared(failing); err == nil {
-		t.Fatal("openShared hid the open error")
+	if err2 := c.(Failer).Err(); !errors.Is(err2, unix.EPIPE) {
+		t.Errorf("Err = %v, want the failure", err2)
 	}
 }
 
 func TestBindErrors(t *testing.T) {
-	h, _, fake := newFake(t)
-	d := attach(h)
+	fake, d := newFake(t)
 	defer d.Close()
 
 	fake.bindErr = unix.EINVAL
@@ -447,17 +352,21 @@ func TestBindErrors(t *testing.T) {
 	if errors.Is(err, ErrNotBindable) || !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "max_event_channels") {
 		t.Errorf("BindUnbound ENOSPC = %v, want ENOSPC with the max_event_channels hint", err)
 	}
-	h.mu.Lock()
-	n := len(h.ports)
-	h.mu.Unlock()
-	if n != 0 {
-		t.Errorf("%d ports registered after failed binds", n)
+	// Every handle a failed bind opened is closed again.
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.opened) != 4 {
+		t.Fatalf("%d handles opened for 3 binds and the Open, want 4", len(fake.opened))
+	}
+	for _, peer := range fake.opened {
+		if err := unix.Sendto(peer, []byte{1, 0, 0, 0}, unix.MSG_NOSIGNAL, nil); err != unix.EPIPE {
+			t.Errorf("write to the handle of a failed bind = %v, want EPIPE (the handle leaked)", err)
+		}
 	}
 }
 
 func TestNotifyError(t *testing.T) {
-	h, _, fake := newFake(t)
-	d := attach(h)
+	fake, d := newFake(t)
 	defer d.Close()
 	c, err := d.BindUnbound(1)
 	if err != nil {
@@ -510,14 +419,6 @@ func TestOpenOnThisMachine(t *testing.T) {
 		t.Errorf("Open: %q, want the modprobe hint", err)
 	}
 	t.Log(err)
-}
-
-func TestBackoff(t *testing.T) {
-	for failures, want := range map[int]time.Duration{1: time.Millisecond, 2: 2 * time.Millisecond, 8: maxBackoff, 100: maxBackoff} {
-		if got := backoff(failures); got != want {
-			t.Errorf("backoff(%d) = %v, want %v", failures, got, want)
-		}
-	}
 }
 
 // TestRealDevice binds a port to this domain itself and wakes it, when

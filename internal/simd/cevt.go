@@ -1,8 +1,12 @@
 package simd
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 )
@@ -26,6 +30,10 @@ func (dv *device) BindInterdomain(remote uint16, remotePort evtchn.Port) (evtchn
 	return dv.bind(msg(nil).u32(opBindInterdomain, uint32(remote), uint32(remotePort)))
 }
 
+// bind binds a port on a daemon connection of its own, as libxenvchan
+// opens a /dev/xen/evtchn handle per connection: the port's events then
+// arrive on a socket of their own, which the waiting goroutine reads itself
+// (evtchn.Waiter), with no router goroutine in between.
 func (dv *device) bind(req msg) (evtchn.Channel, error) {
 	dv.mu.Lock()
 	closed := dv.closed
@@ -34,29 +42,36 @@ func (dv *device) bind(req msg) (evtchn.Channel, error) {
 		return nil, fmt.Errorf("vchan simulator: bind in domain %d: device closed: %w", dv.d.domid, evtchn.ErrClosed)
 	}
 	d := dv.d
-	// d.mu is held across the request so that the router, which takes it
-	// to look ports up, cannot drop an event for the port before its
-	// channel exists.
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, d.closedError()
+	if err := d.usable(); err != nil {
+		return nil, err
 	}
-	if d.lost != nil {
-		return nil, d.lost
-	}
-	p, fds, err := d.callLocked("bind", req)
+	own, err := dialDaemon(d.dir, d.domid)
 	if err != nil {
+		return nil, err
+	}
+	p, fds, err := own.call("bind", req)
+	if err != nil {
+		own.Close()
 		return nil, err
 	}
 	closeAll(fds)
 	port := evtchn.Port(p.u32())
 	if p.bad {
+		own.Close()
 		return nil, fmt.Errorf("vchan simulator: bind: bad reply")
 	}
-	c := &channel{d: d, port: port, events: make(chan struct{}, 1),
+	c := &channel{d: d, own: own, port: port,
 		notifyReq: msg(nil).u32(opNotifyAsync, uint32(port))}
-	d.ports[port] = c
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.lost != nil {
+		c.own.Close()
+		if d.closed {
+			return nil, d.closedError()
+		}
+		return nil, d.lost
+	}
+	d.ports[port] = c // for Close and loss of the process's connection
 	return c, nil
 }
 
@@ -72,33 +87,86 @@ func (dv *device) Close() error {
 	return nil
 }
 
-// channel is the client's evtchn.Channel.
+// channel is the client's evtchn.Channel and evtchn.Waiter.
 type channel struct {
-	d      *Domain
-	port   evtchn.Port
-	events chan struct{} // the pending bit: capacity 1
+	d    *Domain // the process's connection
+	own  *Domain // the channel's own: bind, notify, unbind, its events
+	port evtchn.Port
 	// notifyReq is the notify_async request for the port, built once:
 	// Notify writes it as is (never modified, so concurrent writes are
 	// safe) and allocates nothing.
 	notifyReq msg
 
+	interrupted atomic.Bool // see Interrupt
+	buf         [64]byte    // for Wait, which one goroutine at a time calls
+
 	mu     sync.Mutex
 	closed bool
 }
 
-func (c *channel) wake() {
-	select {
-	case c.events <- struct{}{}:
-	default:
-	}
-}
+// wake interrupts the waiter: the process's connection closed or was lost,
+// which the waiter's next check reports.
+func (c *channel) wake() { c.Interrupt() }
 
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() evtchn.Port { return c.port }
 
-// Events delivers one value per batch of events received. After the
-// daemon is lost every channel gets a spurious wake-up.
-func (c *channel) Events() <-chan struct{} { return c.events }
+// Events never delivers: the channel is an evtchn.Waiter.
+func (c *channel) Events() <-chan struct{} { return nil }
+
+// Wait blocks until the port's event arrives on the channel's own event
+// socket (it then writes the port back to unmask it, as to
+// /dev/xen/evtchn), Interrupt is called, or the deadline passes.
+func (c *channel) Wait(deadline time.Time) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	ev := c.own.ev
+	if err := ev.SetReadDeadline(deadline); err != nil {
+		return c.failed(err)
+	}
+	if c.interrupted.Swap(false) {
+		return nil
+	}
+	n, err := ev.Read(c.buf[:])
+	if n >= 4 {
+		if _, err := ev.Write(c.buf[:n&^3]); err != nil {
+			return c.failed(err)
+		}
+		return nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.interrupted.Swap(false) {
+			return nil
+		}
+		return os.ErrDeadlineExceeded
+	}
+	if n > 0 && err == nil {
+		return nil // a partial port: the daemon never sends one
+	}
+	return c.failed(err) // n == 0: EOF, the daemon is gone
+}
+
+// Interrupt ends the current Wait, or makes the next one return at once.
+func (c *channel) Interrupt() {
+	c.interrupted.Store(true)
+	c.own.ev.SetReadDeadline(aLongTimeAgo)
+}
+
+// aLongTimeAgo is a deadline in the past, which wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// failed reports a broken event socket: closed by Close, or the daemon is
+// gone.
+func (c *channel) failed(cause error) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	o := c.own
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ioErrorLocked("event", cause)
+}
 
 // Notify sends an event to the remote end, through the daemon: one
 // notify_async message, without waiting for a reply (there is none).
@@ -117,10 +185,10 @@ func (c *channel) Notify() error {
 	if err := c.d.usable(); err != nil {
 		return err
 	}
-	if _, err := c.d.ctl.Write(c.notifyReq); err != nil {
-		c.d.mu.Lock()
-		defer c.d.mu.Unlock()
-		return c.d.ioErrorLocked("notify", err)
+	if _, err := c.own.ctl.Write(c.notifyReq); err != nil {
+		c.own.mu.Lock()
+		defer c.own.mu.Unlock()
+		return c.own.ioErrorLocked("notify", err)
 	}
 	return nil
 }
@@ -141,14 +209,21 @@ func (c *channel) Close() error {
 		delete(d.ports, c.port)
 	}
 	d.mu.Unlock()
-	_, _, err := d.call("unbind", msg(nil).u32(opUnbind, uint32(c.port)))
+	_, _, err := c.own.call("unbind", msg(nil).u32(opUnbind, uint32(c.port)))
+	c.own.Close()
 	return err
 }
 
 // Err reports that the daemon is gone (evtchn.Failer): the wake-up every
 // channel gets then is not an event, and waiters must fail.
 func (c *channel) Err() error {
-	c.d.mu.Lock()
-	defer c.d.mu.Unlock()
-	return c.d.lost
+	for _, d := range [2]*Domain{c.d, c.own} {
+		d.mu.Lock()
+		lost := d.lost
+		d.mu.Unlock()
+		if lost != nil {
+			return lost
+		}
+	}
+	return nil
 }

@@ -39,21 +39,33 @@ type Domain struct {
 	buf    []byte
 	oob    []byte
 
-	// mu guards the fields below. It is held across bind requests so the
-	// router cannot see an event for a port before its channel exists.
+	// mu guards the fields below.
 	mu     sync.Mutex
-	ports  map[evtchn.Port]*channel
+	ports  map[evtchn.Port]*channel // bound channels, each on its own connection
 	xs     []*xsclient.Client
 	lost   error // set once the daemon is gone
 	closed bool
 
-	routerDone chan struct{}
+	watched     bool // watchDaemon was started (set before any use)
+	watcherDone chan struct{}
 }
 
 // Connect joins the simulator in dir (DefaultDir() if empty) as domain
 // domid. The daemon creates the domain if it is new; it lives until the
 // last process of the domain closes its Domain or exits.
 func Connect(dir string, domid uint16) (*Domain, error) {
+	d, err := dialDaemon(dir, domid)
+	if err != nil {
+		return nil, err
+	}
+	d.watched = true
+	go d.watchDaemon()
+	return d, nil
+}
+
+// dialDaemon joins the simulator without starting watchDaemon: the caller
+// either starts it or reads the event socket itself.
+func dialDaemon(dir string, domid uint16) (*Domain, error) {
 	if dir == "" {
 		dir = DefaultDir()
 	}
@@ -70,13 +82,13 @@ func Connect(dir string, domid uint16) (*Domain, error) {
 		return nil, fmt.Errorf("vchan simulator in %s: %w", dir, err)
 	}
 	d := &Domain{
-		dir:        dir,
-		domid:      domid,
-		ctl:        ctl,
-		buf:        make([]byte, maxMsg),
-		oob:        make([]byte, unix.CmsgSpace(maxMapFiles*4)),
-		ports:      make(map[evtchn.Port]*channel),
-		routerDone: make(chan struct{}),
+		dir:         dir,
+		domid:       domid,
+		ctl:         ctl,
+		buf:         make([]byte, maxMsg),
+		oob:         make([]byte, unix.CmsgSpace(maxMapFiles*4)),
+		ports:       make(map[evtchn.Port]*channel),
+		watcherDone: make(chan struct{}),
 	}
 	p, fds, err := d.call("hello", msg(nil).u32(opHello, protoVersion, uint32(domid)))
 	if err != nil {
@@ -96,7 +108,6 @@ func Connect(dir string, domid uint16) (*Domain, error) {
 		return nil, fmt.Errorf("vchan simulator in %s: event socket: %w", dir, err)
 	}
 	d.ev = fc.(*net.UnixConn)
-	go d.route()
 	return d, nil
 }
 
@@ -154,10 +165,19 @@ func (d *Domain) Close() error {
 	d.closed = true
 	xs := d.xs
 	d.xs = nil
+	var own []*Domain // the channels' connections: their ports go too
+	for _, c := range d.ports {
+		own = append(own, c.own)
+	}
 	d.mu.Unlock()
+	for _, o := range own {
+		o.Close()
+	}
 	d.ctl.Close()
 	d.ev.Close()
-	<-d.routerDone
+	if d.watched {
+		<-d.watcherDone
+	}
 	for _, c := range xs {
 		c.Close()
 	}
@@ -206,15 +226,6 @@ func (d *Domain) call(op string, req msg) (*parser, []int, error) {
 	if ioErr != nil {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return nil, nil, d.ioErrorLocked(op, ioErr)
-	}
-	return p, fds, err
-}
-
-// callLocked is call for a caller that holds d.mu and has checked usable.
-func (d *Domain) callLocked(op string, req msg) (*parser, []int, error) {
-	p, fds, ioErr, err := d.exchange(req)
-	if ioErr != nil {
 		return nil, nil, d.ioErrorLocked(op, ioErr)
 	}
 	return p, fds, err
@@ -282,35 +293,18 @@ func parseRights(oob []byte) []int {
 	return fds
 }
 
-// route is the router goroutine, as for /dev/xen/evtchn: it reads pending
-// ports from the event socket through the poller, wakes their channels and
-// writes the ports back to unmask them. EOF means the daemon is gone.
-func (d *Domain) route() {
-	defer close(d.routerDone)
-	buf := make([]byte, 4096)
+// watchDaemon reads the event socket of the process's connection until
+// EOF, which means the daemon is gone. No port is bound through this
+// connection (every channel has one of its own, see device.bind), so
+// nothing else arrives on it.
+func (d *Domain) watchDaemon() {
+	defer close(d.watcherDone)
+	var buf [64]byte
 	for {
-		n, err := d.ev.Read(buf)
-		if n >= 4 {
-			n &^= 3
-			d.mu.Lock()
-			for i := 0; i < n; i += 4 {
-				if c := d.ports[evtchn.Port(binary.NativeEndian.Uint32(buf[i:]))]; c != nil {
-					c.wake()
-				}
-			}
-			d.mu.Unlock()
-			// Every port read is unmasked, including ports no channel
-			// knows any more: the daemon ignores those.
-			if _, err := d.ev.Write(buf[:n]); err != nil {
-				d.lostUnlessClosed()
-				return
-			}
+		n, err := d.ev.Read(buf[:])
+		if n > 0 && err == nil {
 			continue
 		}
-		if n > 0 && err == nil {
-			continue // a partial port: the daemon never sends one
-		}
-		// The daemon never sends an empty message: n == 0 is EOF.
 		d.lostUnlessClosed()
 		return
 	}

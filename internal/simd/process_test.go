@@ -282,11 +282,7 @@ func TestSeparateProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	woke := make(chan struct{})
-	go func() {
-		<-waiter.Events()
-		close(woke)
-	}()
+	woke := waitFailure(waiter)
 	if err := daemon.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

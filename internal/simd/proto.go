@@ -68,8 +68,11 @@
 // number of a port with a pending event as one native-endian uint32, and
 // then masks the port: it writes that port again only after the process has
 // written the same uint32 back (unmask). Events that arrive meanwhile
-// coalesce into the pending one. So the process side runs the router of the
-// real device: a non-blocking descriptor in Go's poller, one goroutine.
+// coalesce into the pending one. So the process side waits as on the real
+// device: a non-blocking descriptor in Go's poller. The Go client binds each
+// port through a connection of its own, as libxenvchan opens a device
+// handle per connection, so the goroutine that waits for a port reads its
+// event socket itself.
 //
 // # Unmap notifications and death
 //
