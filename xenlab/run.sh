@@ -101,7 +101,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
-		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT)'
+		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY)'
 	rc=${PIPESTATUS[0]}
 	set -e
 	say "boot $tag: QEMU exited (rc $rc)"
@@ -156,27 +156,50 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 	if grep -q '^XENLAB-TPUT' "$logs/console-full.log"; then
 		echo
 		echo "throughput (TCG-emulated machine: compare ratios only)"
+		echo "(data: the receiver's own timing of the bytes after its first read; wall: the whole transfer,"
+		echo " which includes about 1 s of process start-up, connection and checksums)"
 		awk '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
-			key = $3 " ring " $4; ms[$2 "|" key] = $6; bytes = $5; keys[key] = 1 }
+			key = $3 " ring " $4; wall[$2 "|" key] = $5 / $6 / 1000; keys[key] = 1
+			d = $7; sub(/x$/, "", d)
+			if (split(d, f, ":") >= 2 && f[1] > 0) { data[$2 "|" key] = f[2] * 1000 / f[1]; reads[$2 "|" key] = f[3] } }
+			function ratio(a, b) { return (a && b) ? sprintf("%.2f", a / b) : "-" }
 			END {
-				printf "  %-28s %10s %10s %8s\n", "direction", "Go MB/s", "C MB/s", "Go/C"
-				for (k in keys) {
-					g = ms["go|" k]; c = ms["ref|" k]
-					gm = g ? bytes / g / 1000 : 0; cm = c ? bytes / c / 1000 : 0
-					printf "  %-28s %10.2f %10.2f %8s\n", k, gm, cm, (gm && cm) ? sprintf("%.2f", gm / cm) : "-"
-				}
-			}' "$logs/console-full.log" | sort
+				printf "  %-26s %-12s %10s %6s %10s %6s %7s\n", "direction", "peers", "data MB/s", "vs C", "wall MB/s", "vs C", "reads"
+				n = split("go go-nospin ref", impl, " ")
+				split("Go|Go, no spin|C", label, "|")
+				for (k in keys)
+					for (i = 1; i <= n; i++)
+						if (wall[impl[i] "|" k])
+							printf "  %-26s %-12s %10.2f %6s %10.2f %6s %7s\n", k, label[i],
+								data[impl[i] "|" k], ratio(data[impl[i] "|" k], data["ref|" k]),
+								wall[impl[i] "|" k], ratio(wall[impl[i] "|" k], wall["ref|" k]), reads[impl[i] "|" k]
+			}' "$logs/console-full.log" | sort -s -k1,3
+		awk '/^XENLAB-COPY/ { printf "  memory copy in 16 KiB chunks, %s: %s MB/s\n", $2 == "ref" ? "C memcpy" : "Go copy", $4 }' "$logs/console-full.log"
 	fi
 	if grep -q '^XENLAB-RTT' "$logs/console-full.log"; then
 		echo
-		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only)"
-		awk '/^XENLAB-RTT/ { rtt[$2] = $3 } END {
-			printf "  %-32s %10s %8s\n", "peers", "µs", "vs C"
-			n = split("go go-nospin go-p1 ref", k, " ")
+		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only; median of the rounds)"
+		awk '/^XENLAB-RTT/ { n[$2]++; v[$2, n[$2]] = $3 }
+			function median(k,   i, j, t, a, m) {
+				m = n[k]
+				for (i = 1; i <= m; i++) a[i] = v[k, i]
+				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+				return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+			}
+			function rounds(k,   i, s) {
+				for (i = 1; i <= n[k]; i++) s = s (i > 1 ? " " : "") sprintf("%.0f", v[k, i] / 1000)
+				return s
+			}
+			END {
+			printf "  %-32s %10s %8s  %s\n", "peers", "µs", "vs C", "rounds (µs)"
+			c = n["ref"] ? median("ref") : 0
+			split("go go-nospin go-p1 ref", k, " ")
 			split("Go (default spin 50 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)", label, "|")
-			for (i = 1; i <= n; i++)
-				if (rtt[k[i]])
-					printf "  %-32s %10.1f %8s\n", label[i], rtt[k[i]] / 1000, rtt["ref"] ? sprintf("%.2f", rtt[k[i]] / rtt["ref"]) : "-"
+			for (i = 1; i <= 4; i++)
+				if (n[k[i]]) {
+					m = median(k[i])
+					printf "  %-32s %10.1f %8s  %s\n", label[i], m / 1000, c ? sprintf("%.2f", m / c) : "-", rounds(k[i])
+				}
 		}' "$logs/console-full.log"
 	fi
 } >"$summary"

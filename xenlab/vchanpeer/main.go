@@ -19,6 +19,13 @@
 // clock the same way and prints the offset; -kill PID kills a process and
 // prints when (the lab's cross-domain kill test, whose two domains' wall
 // clocks differ).
+//
+// A receiver prints "recv NS:BYTES:READS" on stderr: the bytes that arrived
+// after its first read, the nanoseconds they took and the reads that
+// returned them (the lab's data-phase
+// throughput; vchan-ref prints the same). Run through a link named
+// vchanpeer-nospin, it turns spinning off (-spin=0) unless -spin is given:
+// the lab's shell passes commands as single words.
 package main
 
 import (
@@ -30,6 +37,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -45,12 +53,20 @@ func main() {
 	clock := flag.Int("clock", 0, "serve (server) or take (client) this many samples of the peer's wall clock")
 	kill := flag.Int("kill", 0, "kill -9 this `pid`, print \"killed-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
+	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
 		fmt.Fprintln(os.Stderr, "       vchanpeer [-dial-timeout D] relay PEER-DOMID PATH-A PATH-B [RING-BYTES]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *spin < 0 && filepath.Base(os.Args[0]) == "vchanpeer-nospin" {
+		*spin = 0
+	}
+	if *copyMiB > 0 {
+		fmt.Fprintf(os.Stderr, "copy-mbs %.1f\n", copySpeed(*copyMiB))
+		return
+	}
 	if *kill > 0 {
 		// The time is taken right before the signal: a shell's date would
 		// be a process start earlier, and busybox's has no nanoseconds.
@@ -150,16 +166,23 @@ func main() {
 	}()
 	var got int64
 	buf := make([]byte, 256<<10)
+	in := &timedReader{r: c}
 	if expect < 0 {
-		got, err = io.CopyBuffer(os.Stdout, c, buf)
+		got, err = io.CopyBuffer(os.Stdout, in, buf)
 	} else {
-		got, err = io.CopyBuffer(os.Stdout, io.LimitReader(c, expect), buf)
+		got, err = io.CopyBuffer(os.Stdout, io.LimitReader(in, expect), buf)
 		if err == nil && got < expect {
 			err = io.ErrUnexpectedEOF
 		}
 	}
 	if err != nil {
 		fatal("received %d of %d bytes: %v", got, expect, err)
+	}
+	if in.after > 0 {
+		// The data phase, for the lab's throughput: the bytes after the
+		// first read and the time they took, without process start-up
+		// and connection set-up. vchan-ref prints the same.
+		fmt.Fprintf(os.Stderr, "recv %d:%d:%d\n", in.last.Sub(in.first).Nanoseconds(), in.after, in.reads)
 	}
 	if err := <-sent; err != nil && !(expect < 0 && errors.Is(err, io.EOF)) {
 		fatal("send: %v", err)
@@ -307,4 +330,47 @@ func clockSamples(c *vchan.Conn, server bool, n int) error {
 func fatal(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "vchanpeer: "+format+"\n", args...)
 	os.Exit(1)
+}
+
+// timedReader notes when the first and the last read returned data, how
+// many bytes came after the first, and in how many reads.
+type timedReader struct {
+	r           io.Reader
+	first, last time.Time
+	after       int64
+	reads       int64
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		now := time.Now()
+		if t.first.IsZero() {
+			t.first = now
+		} else {
+			t.after += int64(n)
+			t.reads++
+		}
+		t.last = now
+	}
+	return n, err
+}
+
+// copySpeed copies mib MiB from one 64 KiB buffer to another in 16 KiB
+// chunks, as a Conn copies into and out of a 64 KiB ring, and returns MB/s:
+// the lab compares it with C's memcpy (vchan-ref -copy) on the emulated
+// machine, where the two copy loops differ in cost.
+func copySpeed(mib int) float64 {
+	src, dst := make([]byte, 64<<10), make([]byte, 64<<10)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	const chunk = 16 << 10
+	total := mib << 20
+	start := time.Now()
+	for n := 0; n < total; n += chunk {
+		off := n % len(src)
+		copy(dst[off:off+chunk], src[off:off+chunk])
+	}
+	return float64(total) / time.Since(start).Seconds() / 1e6
 }
