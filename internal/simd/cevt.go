@@ -46,6 +46,13 @@ func (dv *device) bind(req msg) (evtchn.Channel, error) {
 		return nil, err
 	}
 	own, err := dialDaemon(d.dir, d.domid)
+	if errors.Is(err, ErrNotRunning) {
+		// This process was connected, so the daemon has gone away (its
+		// loss may not have been noticed on the process's connection yet).
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return nil, d.ioErrorLocked("bind", err)
+	}
 	if err != nil {
 		return nil, err
 	}
