@@ -13,8 +13,6 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
-	"github.com/vchan-go/vchan/internal/gnt"
-	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
 // The Conn waits on /dev/xen/evtchn and on vchan-simd channels through
@@ -41,17 +39,12 @@ func (w *waitCheck) saw(n int32) {
 // waiterDomain returns a Host for simulated domain domid whose event
 // channels are evtchn.Waiters.
 func waiterDomain(sim *Simulator, domid uint16, check *waitCheck) *Host {
-	sim.Domain(domid) // introduce the domain
-	return &Host{
-		name:       fmt.Sprintf("simulated dom%d with Waiter channels", domid),
-		openXS:     func() (xenstore.Client, error) { return sim.store.Connect(domid), nil },
-		openSharer: func() (gnt.Sharer, error) { return sim.grants.Sharer(domid), nil },
-		openMapper: func() (gnt.Mapper, error) { return sim.grants.Mapper(domid), nil },
-		openEvtchn: func() (evtchn.Device, error) {
-			return waiterDevice{sim.events.Open(domid), check}, nil
-		},
-		cheapWakeups: true,
+	h := hookedDomain(sim, domid, nil, nil)
+	h.name = fmt.Sprintf("simulated dom%d with Waiter channels", domid)
+	h.openEvtchn = func() (evtchn.Device, error) {
+		return waiterDevice{sim.events.Open(domid), check}, nil
 	}
+	return h
 }
 
 type waiterDevice struct {

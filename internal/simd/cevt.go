@@ -111,10 +111,6 @@ type channel struct {
 	closed bool
 }
 
-// wake interrupts the waiter: the process's connection closed or was lost,
-// which the waiter's next check reports.
-func (c *channel) wake() { c.Interrupt() }
-
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() evtchn.Port { return c.port }
 

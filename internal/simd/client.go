@@ -211,7 +211,7 @@ func (d *Domain) usable() error {
 // held.
 func (d *Domain) wakeAllLocked() {
 	for _, c := range d.ports {
-		c.wake()
+		c.Interrupt() // its next check reports the closed or lost connection
 	}
 }
 
