@@ -129,7 +129,7 @@ func (c *channel) Wait(deadline time.Time) error {
 		return c.failed(err)
 	}
 	if c.interrupted.Swap(false) {
-		return nil
+		return c.Err()
 	}
 	n, err := ev.Read(c.buf[:])
 	if n >= 4 {
@@ -140,7 +140,10 @@ func (c *channel) Wait(deadline time.Time) error {
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.interrupted.Swap(false) {
-			return nil
+			// Interrupt, or the loss of the daemon, which sets the
+			// error before it interrupts every channel: report it,
+			// so a waiter never takes the loss for an event.
+			return c.Err()
 		}
 		return os.ErrDeadlineExceeded
 	}
