@@ -47,9 +47,7 @@ type Conn struct {
 	host      *Host                 // for the peer watch; nil if none
 	spinWait  atomic.Int64          // see SetSpinWait; nanoseconds, <= 0: off
 
-	// waiter is ch, if a waiting goroutine can block on it itself (see
-	// wait); polling is held by the one goroutine blocked in it.
-	waiter  evtchn.Waiter
+	// polling is held by the one goroutine blocked in ch.Wait (see wait).
 	polling sync.Mutex
 }
 
@@ -62,16 +60,9 @@ func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region
 		writeWake: make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 	}
-	if w, ok := ch.(evtchn.Waiter); ok {
-		c.waiter = w
-		c.rdl.changed = w.Interrupt
-		c.wdl.changed = w.Interrupt
-	}
-	spin := DefaultSpinWait
-	if h != nil && h.cheapWakeups {
-		spin = 0
-	}
-	c.spinWait.Store(int64(spin))
+	c.rdl.changed = ch.Interrupt
+	c.wdl.changed = ch.Interrupt
+	c.spinWait.Store(int64(h.spinWait()))
 	if h != nil {
 		h.watchPeer(c)
 	}
@@ -91,9 +82,7 @@ func (c *Conn) peerDomainGone() {
 		default:
 		}
 	}
-	if c.waiter != nil {
-		c.waiter.Interrupt()
-	}
+	c.ch.Interrupt()
 }
 
 // Read reads up to len(p) bytes. It blocks until data arrives, the read
@@ -261,8 +250,8 @@ const DefaultSpinWait = 50 * time.Microsecond
 // for (nor sends) an event: no hypercall, no wake-up. d <= 0 turns spinning
 // off: every wait then sleeps on the event channel at once (the choice for
 // many mostly idle connections on few cores). The default is
-// DefaultSpinWait, or 0 on the in-process Simulator. Spinning is bounded by d per wait, so an idle connection
-// uses no CPU. It may be called at any time, also during Read and Write.
+// DefaultSpinWait, or 0 on the in-process Simulator. Spinning is bounded by
+// d per wait, so an idle connection uses no CPU. It may be called at any time, also during Read and Write.
 func (c *Conn) SetSpinWait(d time.Duration) { c.spinWait.Store(int64(d)) }
 
 // spin polls ready (Endpoint.Readable or Writable) for up to the spin wait
@@ -336,17 +325,14 @@ func (c *Conn) fail(err error) error {
 // on to the other direction's waiter: spurious wake-ups are harmless, lost
 // ones would hang.
 //
-// On a channel that is an evtchn.Waiter, one waiter at a time blocks on the
-// channel itself (no router goroutine hands the event over, which saves a
-// thread wake-up per event); the other direction's waiter, if any, waits
-// for wake-ups from it. Whoever stops polling wakes the other waiter, which
-// then polls in its turn if it still has to wait: every event is seen by a
-// poller, and none waits unwatched.
+// One waiter at a time blocks on the channel itself (evtchn.Channel.Wait:
+// no router goroutine hands the event over, which saves a thread wake-up
+// per event); the other direction's waiter, if any, waits for wake-ups from
+// it. Whoever stops polling wakes the other waiter, which then polls in its
+// turn if it still has to wait: every event is seen by a poller, and none
+// waits unwatched.
 func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
-	if err := channelErr(c.ch); err != nil {
-		return err
-	}
-	if c.waiter != nil && c.polling.TryLock() {
+	if c.polling.TryLock() {
 		err := c.poll(mine, d)
 		c.polling.Unlock()
 		select {
@@ -356,12 +342,6 @@ func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
 		return err
 	}
 	select {
-	case <-c.ch.Events():
-		select {
-		case other <- struct{}{}:
-		default:
-		}
-		return channelErr(c.ch)
 	case <-mine:
 		return nil
 	case <-d.wait():
@@ -371,8 +351,9 @@ func (c *Conn) wait(mine, other chan struct{}, d *deadline) error {
 	}
 }
 
-// poll blocks in c.waiter until an event, an interruption (Close, a new
-// deadline, the peer domain's death), the deadline or a channel failure.
+// poll blocks in the event channel's Wait until an event, an interruption
+// (Close, a new deadline, the peer domain's death), the deadline or a
+// channel failure.
 func (c *Conn) poll(mine chan struct{}, d *deadline) error {
 	select {
 	case <-mine:
@@ -382,18 +363,7 @@ func (c *Conn) poll(mine chan struct{}, d *deadline) error {
 	if isClosed(c.closed) {
 		return net.ErrClosed
 	}
-	if err := c.waiter.Wait(d.when()); err != nil {
-		return err
-	}
-	return channelErr(c.ch)
-}
-
-// channelErr reports a failed event channel transport (evtchn.Failer).
-func channelErr(ch evtchn.Channel) error {
-	if f, ok := ch.(evtchn.Failer); ok {
-		return f.Err()
-	}
-	return nil
+	return c.ch.Wait(d.when())
 }
 
 func (c *Conn) opErr(op string, err error) error {
@@ -410,9 +380,7 @@ func (c *Conn) opErr(op string, err error) error {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		if c.waiter != nil {
-			c.waiter.Interrupt()
-		}
+		c.ch.Interrupt()
 		// Wait for in-flight reads and writes: they return promptly once
 		// closed is closed, and must not touch the rings after unmapping.
 		c.rmu.Lock()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
@@ -36,13 +37,21 @@ type Host struct {
 	evt    lazy[evtchn.Device]
 	domid  lazy[uint16]
 
-	close func() error // for SimHost
+	closer func() error // releases what the host holds; nil: nothing
 
 	peers peerWatch // @releaseDomain watch for this host's connections
 
-	// cheapWakeups: waking the peer is a goroutine hand-off (the
-	// in-process Simulator), so connections do not spin by default.
-	cheapWakeups bool
+	// noSpin: connections do not spin by default (see SetSpinWait),
+	// because waking the peer costs no more than spinning would.
+	noSpin bool
+}
+
+// spinWait is the default spin wait of this host's connections.
+func (h *Host) spinWait() time.Duration {
+	if h == nil || h.noSpin {
+		return 0
+	}
+	return DefaultSpinWait
 }
 
 // lazy opens a device once and remembers the result, error included.
@@ -183,15 +192,15 @@ func SimHost(dir string, domid uint16) (*Host, error) {
 		openSharer: func() (gnt.Sharer, error) { return d.Sharer(), nil },
 		openMapper: func() (gnt.Mapper, error) { return d.Mapper(), nil },
 		openEvtchn: func() (evtchn.Device, error) { return d.Evtchn(), nil },
-		close:      d.Close,
+		closer:     d.Close,
 	}, nil
 }
 
 // Close releases a host joined with SimHost. Connections made through it
 // fail afterwards. For other hosts it does nothing.
 func (h *Host) Close() error {
-	if h.close == nil {
+	if h.closer == nil {
 		return nil
 	}
-	return h.close()
+	return h.closer()
 }

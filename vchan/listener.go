@@ -35,6 +35,11 @@ type Listener struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+
+	// waiting is the event channel a blocked Accept waits on, for Close
+	// and SetDeadline to interrupt; nil when none waits.
+	waitMu  sync.Mutex
+	waiting evtchn.Channel
 }
 
 // serverRing is a ring shared with the client domain and published in
@@ -80,6 +85,7 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 		return nil, err
 	}
 	ln := &Listener{host: h, client: client, layout: layout, addr: &Addr{Domain: own, Path: path}, dl: makeDeadline(), closed: make(chan struct{})}
+	ln.dl.changed = ln.interrupt
 	if ln.xs, err = h.xenstore(); err != nil {
 		return ln, err
 	}
@@ -198,9 +204,6 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		sr := ln.pending
 		switch live := sr.ep.PeerLive(); live {
 		case ring.LiveWaiting:
-			if err := channelErr(sr.ch); err != nil {
-				return nil, opError("accept", nil, ln.addr, err)
-			}
 			if err := ln.waitConnect(sr.ch); err != nil {
 				return nil, opError("accept", nil, ln.addr, err)
 			}
@@ -226,31 +229,40 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 }
 
 // waitConnect waits for an event on the waiting ring's channel (the client
-// connecting), the deadline or Close. An evtchn.Waiter is waited on by a
-// helper goroutine, interrupted and joined before returning: an accept
-// waits once per connection, so the hand-off costs nothing that matters.
+// connecting), an interruption by Close or SetDeadline, or the deadline.
+// It returns nil when the caller should look again, and an error when the
+// deadline has passed or the channel failed.
 func (ln *Listener) waitConnect(ch evtchn.Channel) error {
-	events := ch.Events()
-	var waitErr error
-	if w, ok := ch.(evtchn.Waiter); ok {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			waitErr = w.Wait(time.Time{})
-		}()
-		defer func() {
-			w.Interrupt()
-			<-done
-		}()
-		events = done
+	ln.waitMu.Lock()
+	ln.waiting = ch
+	ln.waitMu.Unlock()
+	defer func() {
+		ln.waitMu.Lock()
+		ln.waiting = nil
+		ln.waitMu.Unlock()
+	}()
+	// Registered first, then checked: a Close or SetDeadline from now on
+	// interrupts the Wait below, and one before is seen here.
+	if isClosed(ln.closed) {
+		return nil
 	}
-	select {
-	case <-events:
-		return waitErr
-	case <-ln.dl.wait():
-	case <-ln.closed:
+	err := ch.Wait(ln.dl.when())
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if at := ln.dl.when(); at.IsZero() || time.Now().Before(at) {
+			return nil // the deadline moved while it waited
+		}
 	}
-	return nil
+	return err
+}
+
+// interrupt wakes a blocked Accept, which then looks at the listener's
+// state again.
+func (ln *Listener) interrupt() {
+	ln.waitMu.Lock()
+	defer ln.waitMu.Unlock()
+	if ln.waiting != nil {
+		ln.waiting.Interrupt()
+	}
 }
 
 // Close stops listening: it unblocks Accept, withdraws the waiting ring and
@@ -258,6 +270,7 @@ func (ln *Listener) waitConnect(ch evtchn.Channel) error {
 func (ln *Listener) Close() error {
 	ln.closeOnce.Do(func() {
 		close(ln.closed)
+		ln.interrupt()
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
 		ln.dl.stop()

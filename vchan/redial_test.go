@@ -24,10 +24,10 @@ func hookedDomain(sim *Simulator, domid uint16, onRead func(path string), onMap 
 		openXS: func() (xenstore.Client, error) {
 			return hookedXS{sim.store.Connect(domid), onRead}, nil
 		},
-		openSharer:   func() (gnt.Sharer, error) { return sim.grants.Sharer(domid), nil },
-		openMapper:   func() (gnt.Mapper, error) { return hookedMapper{sim.grants.Mapper(domid), onMap}, nil },
-		openEvtchn:   func() (evtchn.Device, error) { return sim.events.Open(domid), nil },
-		cheapWakeups: true,
+		openSharer: func() (gnt.Sharer, error) { return sim.grants.Sharer(domid), nil },
+		openMapper: func() (gnt.Mapper, error) { return hookedMapper{sim.grants.Mapper(domid), onMap}, nil },
+		openEvtchn: func() (evtchn.Device, error) { return sim.events.Open(domid), nil },
+		noSpin:     true,
 	}
 }
 

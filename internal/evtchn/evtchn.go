@@ -17,42 +17,35 @@ type Port uint32
 // Channel is one bound local port.
 //
 // Xen keeps one pending bit per port and masks the port while an event is
-// pending; Events models that bit: at most one wake-up is queued, further
-// events coalesce into it, and receiving it clears the bit and unmasks the
-// port. Spurious wake-ups are allowed, so a receiver must re-check the state
-// it waits for.
+// pending: at most one wake-up is queued, further events coalesce into it,
+// and receiving it clears the bit and unmasks the port. Spurious wake-ups
+// are allowed, so a receiver must re-check the state it waits for.
+//
+// The receiving goroutine blocks in Wait itself: on a real device it sleeps
+// on the channel's own descriptor in the Go runtime's poller, so no router
+// goroutine hands the event over (that hand-off wakes a second thread, which
+// on a virtual machine costs more than the event itself). At most one
+// goroutine may be in Wait at a time; Interrupt, Notify and LocalPort may be
+// called from any goroutine at any time.
 type Channel interface {
 	// LocalPort is this domain's end of the channel.
 	LocalPort() Port
 	// Notify sends an event to the remote end. Xen drops it silently when
 	// the remote end is not bound (yet, or any more).
 	Notify() error
-	// Events delivers one value per batch of events received. It is never
-	// closed; use Close to stop waiting.
-	Events() <-chan struct{}
-	// Close unbinds the port.
-	Close() error
-}
-
-// Waiter is implemented by channels whose events arrive on a descriptor of
-// their own, on which the receiving goroutine can block itself, in the Go
-// runtime's poller. Without it, a router goroutine receives the event and
-// hands it to the waiter through Events; that hand-off wakes a second
-// thread, which on a virtual machine costs more than the event itself
-// (the README's Performance section has figures). Events of a Waiter never delivers
-// anything: wait with Wait.
-//
-// At most one goroutine may be in Wait at a time; Interrupt may be called
-// from any goroutine at any time.
-type Waiter interface {
 	// Wait blocks until an event arrives or Interrupt is called (nil), the
 	// deadline passes (os.ErrDeadlineExceeded; the zero time means none),
-	// or the channel fails. Spurious returns are allowed: the caller
-	// re-checks the state it waits for.
+	// or the channel fails: the port can no longer fire (a failed unmask),
+	// it was closed, or the transport that carries its events is gone (the
+	// cross-process simulator's daemon). A failure is reported, never
+	// taken for an event. Spurious returns of nil are allowed.
 	Wait(deadline time.Time) error
-	// Interrupt makes the current Wait return nil at once, or, if none is
+	// Interrupt makes the current Wait return at once, or, if none is
 	// blocked, the next one.
 	Interrupt()
+	// Close unbinds the port. No Wait may be in progress: interrupt it
+	// and let it return first.
+	Close() error
 }
 
 // Device hands out channels, like an open /dev/xen/evtchn.
@@ -74,13 +67,3 @@ var ErrNotBindable = errors.New("event channel port not bindable")
 
 // ErrClosed reports use of a closed channel or device.
 var ErrClosed = errors.New("event channel closed")
-
-// Failer is implemented by channels whose transport can fail as a whole,
-// such as the cross-process simulator's connection to its daemon: Err
-// returns that failure, or nil. A waiter that wakes (or is about to sleep)
-// checks it, so a dead transport fails blocked calls instead of leaving them
-// asleep until their deadline. The kernel's /dev/xen/evtchn has no such
-// failure and does not implement it.
-type Failer interface {
-	Err() error
-}

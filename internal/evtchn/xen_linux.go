@@ -7,7 +7,7 @@ package evtchn
 // Every channel has a device handle of its own, as every libxenvchan
 // connection has. The handle's descriptor is non-blocking and joins Go's
 // runtime poller, and the goroutine that waits for an event reads the
-// pending port from it itself (Waiter). One handle shared by the process
+// pending port from it itself (Channel.Wait). One handle shared by the process
 // would need a router goroutine to hand each event to its waiter, and that
 // hand-off wakes a second thread, which on a virtual machine costs more than
 // the event (the README's Performance section has the figures).
@@ -261,8 +261,7 @@ func (d *device) Close() error {
 	return nil
 }
 
-// channel implements Channel and Waiter: one port bound on a handle of its
-// own.
+// channel implements Channel: one port bound on a handle of its own.
 type channel struct {
 	sys       sysCalls
 	fd        int      // the handle: ioctls while open (under mu)
@@ -272,7 +271,7 @@ type channel struct {
 	portBytes [4]byte // the port as the driver reads and unmasks it
 
 	interrupted atomic.Bool           // see Interrupt
-	failure     atomic.Pointer[error] // a failed unmask, sticky (Failer)
+	failure     atomic.Pointer[error] // a failed unmask, sticky
 	buf         [64]byte              // for Wait, one goroutine at a time
 
 	mu     sync.RWMutex // Notify holds it shared, Close exclusively
@@ -282,13 +281,10 @@ type channel struct {
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() Port { return c.port }
 
-// Events never delivers: the channel is a Waiter.
-func (c *channel) Events() <-chan struct{} { return nil }
-
 // Wait blocks in the runtime poller until the port fires, then reads it
 // from the handle and writes it back to unmask it (PROTOCOL.md §12).
 func (c *channel) Wait(deadline time.Time) error {
-	if err := c.Err(); err != nil {
+	if err := c.failed(); err != nil {
 		return err
 	}
 	if err := c.file.SetReadDeadline(deadline); err != nil {
@@ -359,8 +355,8 @@ func (c *channel) fail(err error) error {
 	return err
 }
 
-// Err reports a failed unmask (Failer): the port can no longer fire.
-func (c *channel) Err() error {
+// failed reports a failed unmask: the port can no longer fire.
+func (c *channel) failed() error {
 	if p := c.failure.Load(); p != nil {
 		return *p
 	}

@@ -33,7 +33,7 @@ func (dv *device) BindInterdomain(remote uint16, remotePort evtchn.Port) (evtchn
 // bind binds a port on a daemon connection of its own, as libxenvchan
 // opens a /dev/xen/evtchn handle per connection: the port's events then
 // arrive on a socket of their own, which the waiting goroutine reads itself
-// (evtchn.Waiter), with no router goroutine in between.
+// (evtchn.Channel.Wait), with no router goroutine in between.
 func (dv *device) bind(req msg) (evtchn.Channel, error) {
 	dv.mu.Lock()
 	closed := dv.closed
@@ -94,7 +94,7 @@ func (dv *device) Close() error {
 	return nil
 }
 
-// channel is the client's evtchn.Channel and evtchn.Waiter.
+// channel is the client's evtchn.Channel.
 type channel struct {
 	d    *Domain // the process's connection
 	own  *Domain // the channel's own: bind, notify, unbind, its events
@@ -114,14 +114,11 @@ type channel struct {
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() evtchn.Port { return c.port }
 
-// Events never delivers: the channel is an evtchn.Waiter.
-func (c *channel) Events() <-chan struct{} { return nil }
-
 // Wait blocks until the port's event arrives on the channel's own event
 // socket (it then writes the port back to unmask it, as to
 // /dev/xen/evtchn), Interrupt is called, or the deadline passes.
 func (c *channel) Wait(deadline time.Time) error {
-	if err := c.Err(); err != nil {
+	if err := c.lostErr(); err != nil {
 		return err
 	}
 	ev := c.own.ev
@@ -129,7 +126,7 @@ func (c *channel) Wait(deadline time.Time) error {
 		return c.failed(err)
 	}
 	if c.interrupted.Swap(false) {
-		return c.Err()
+		return c.lostErr()
 	}
 	n, err := ev.Read(c.buf[:])
 	if n >= 4 {
@@ -143,7 +140,7 @@ func (c *channel) Wait(deadline time.Time) error {
 			// Interrupt, or the loss of the daemon, which sets the
 			// error before it interrupts every channel: report it,
 			// so a waiter never takes the loss for an event.
-			return c.Err()
+			return c.lostErr()
 		}
 		return os.ErrDeadlineExceeded
 	}
@@ -165,7 +162,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // failed reports a broken event socket: closed by Close, or the daemon is
 // gone.
 func (c *channel) failed(cause error) error {
-	if err := c.Err(); err != nil {
+	if err := c.lostErr(); err != nil {
 		return err
 	}
 	o := c.own
@@ -220,9 +217,9 @@ func (c *channel) Close() error {
 	return err
 }
 
-// Err reports that the daemon is gone (evtchn.Failer): the wake-up every
-// channel gets then is not an event, and waiters must fail.
-func (c *channel) Err() error {
+// lostErr reports that the daemon is gone: the wake-up every channel gets
+// then is not an event, and Wait fails with this error.
+func (c *channel) lostErr() error {
 	for _, d := range [2]*Domain{c.d, c.own} {
 		d.mu.Lock()
 		lost := d.lost

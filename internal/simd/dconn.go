@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,15 @@ type dport struct {
 	masked bool          // written to the event socket, not unmasked yet; guarded by conn.mu
 	unmask chan struct{} // capacity 1
 	stop   chan struct{}
+	done   chan struct{} // closed when the port's pump has returned
+}
+
+// halt stops the port's pump and waits for it, so that no Wait is in
+// progress when the channel is closed.
+func (p *dport) halt() {
+	close(p.stop)
+	p.ch.Interrupt()
+	<-p.done
 }
 
 // conn is one control connection: one process acting as a domain.
@@ -562,7 +572,7 @@ func (c *conn) bind(bind func() (evtchn.Channel, error)) (msg, error) {
 		}
 		return nil, errorf(st, "vchan-simd: %v", err)
 	}
-	p := &dport{ch: ch, unmask: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &dport{ch: ch, unmask: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	num := uint32(ch.LocalPort())
 	c.mu.Lock()
 	c.ports[num] = p
@@ -578,12 +588,18 @@ func (c *conn) bind(bind func() (evtchn.Channel, error)) (msg, error) {
 // the process writes it back.
 func (c *conn) pump(num uint32, p *dport) {
 	defer c.wg.Done()
+	defer close(p.done)
 	var b [4]byte
 	binary.NativeEndian.PutUint32(b[:], num)
 	for {
+		err := p.ch.Wait(time.Time{})
 		select {
-		case <-p.ch.Events():
 		case <-p.stop:
+			return
+		default:
+		}
+		if err != nil {
+			c.d.logf("conn %d dom%d: port %d: %v", c.id, c.domid, num, err)
 			return
 		}
 		c.mu.Lock()
@@ -665,7 +681,7 @@ func (c *conn) unbind(num uint32) error {
 	c.mu.Lock()
 	delete(c.ports, num)
 	c.mu.Unlock()
-	close(p.stop)
+	p.halt()
 	c.d.logf("conn %d dom%d: unbind port %d", c.id, c.domid, num)
 	if err := p.ch.Close(); err != nil {
 		return errorf(stClosed, "vchan-simd: %v", err)
@@ -695,7 +711,7 @@ func (c *conn) cleanup() {
 	ev := c.ev
 	c.mu.Unlock()
 	for _, p := range ports {
-		close(p.stop)
+		p.halt()
 		_ = p.ch.Close()
 	}
 	if ev != nil {

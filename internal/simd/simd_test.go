@@ -47,7 +47,7 @@ func connect(t *testing.T, dir string, domid uint16) *Domain {
 // evtchn.Waiters; nothing interrupts them in these tests, so Wait returns
 // nil only for an event.
 func waitEvent(ch evtchn.Channel, d time.Duration) bool {
-	return ch.(evtchn.Waiter).Wait(time.Now().Add(d)) == nil
+	return ch.Wait(time.Now().Add(d)) == nil
 }
 
 // noEvent consumes a pending event; it reports whether there was none.
@@ -58,7 +58,7 @@ func noEvent(ch evtchn.Channel) bool {
 // waitFailure blocks in ch's Wait and returns its result, on woke.
 func waitFailure(ch evtchn.Channel) (woke chan error) {
 	woke = make(chan error, 1)
-	go func() { woke <- ch.(evtchn.Waiter).Wait(time.Time{}) }()
+	go func() { woke <- ch.Wait(time.Time{}) }()
 	return woke
 }
 

@@ -16,16 +16,23 @@
 //     silently, as Xen's evtchn_send does for ECS_UNBOUND ports.
 //   - When one end closes, the other end's port goes back to "unbound",
 //     offered to the domain that closed, as Xen's evtchn_close does.
-//   - Each port has one pending bit: Events has capacity 1, so events that
-//     arrive while one is pending coalesce into it.
+//   - Each port has one pending bit: events that arrive while one is
+//     pending coalesce into it, and Wait consumes it.
 //
 // The Switch runs no goroutines: a notification is a non-blocking send on the
-// receiver's Events channel, made under the Switch's lock.
+// receiver's pending channel (capacity 1), made under the Switch's lock.
+// Channel.Wait enforces the interface's rule that at most one goroutine
+// waits at a time: a second concurrent Wait fails, so every in-process test
+// checks that its caller keeps the rule the real device relies on.
 package evtsim
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 )
@@ -56,6 +63,14 @@ type port struct {
 	dom    *domain
 	num    evtchn.Port
 	events chan struct{} // capacity 1: Xen's pending bit
+
+	// interrupt holds one pending Interrupt (capacity 1).
+	interrupt chan struct{}
+	// waiting is set while a goroutine is in Wait.
+	waiting atomic.Bool
+	// timer bounds a Wait with a deadline; only the one waiter uses it,
+	// so it is made once and reset, and Wait does not allocate.
+	timer *time.Timer
 
 	// peer is the connected remote end, or nil while the port is unbound.
 	peer *port
@@ -155,6 +170,7 @@ func (s *Switch) CloseDomain(domid uint16) {
 	for _, p := range d.ports {
 		p.closed = true
 		s.unbindLocked(p)
+		p.Interrupt() // a waiter of the dead domain fails
 	}
 }
 
@@ -188,7 +204,8 @@ func (s *Switch) bindLocked(d *domain, remote uint16) *port {
 		if _, used := d.ports[n]; used {
 			continue
 		}
-		p := &port{sw: s, dom: d, num: n, remote: remote, events: make(chan struct{}, 1)}
+		p := &port{sw: s, dom: d, num: n, remote: remote,
+			events: make(chan struct{}, 1), interrupt: make(chan struct{}, 1)}
 		d.ports[n] = p
 		return p
 	}
@@ -288,9 +305,70 @@ func (dv *device) Close() error {
 // valid after Close.
 func (p *port) LocalPort() evtchn.Port { return p.num }
 
-// Events returns the channel's pending-event signal. It has capacity 1 and is
-// never closed.
-func (p *port) Events() <-chan struct{} { return p.events }
+// ErrConcurrentWait reports a second goroutine calling Wait on a channel
+// that one is already waiting on, which the evtchn.Channel contract forbids.
+var ErrConcurrentWait = errors.New("evtsim: concurrent Wait on one event channel")
+
+// Wait consumes the pending event, or blocks until one arrives, Interrupt
+// is called, or the deadline passes. After Close, or once the domain died,
+// it fails with an error wrapping evtchn.ErrClosed.
+func (p *port) Wait(deadline time.Time) error {
+	if !p.waiting.CompareAndSwap(false, true) {
+		return fmt.Errorf("port %d of domain %d: %w", p.num, p.dom.id, ErrConcurrentWait)
+	}
+	defer p.waiting.Store(false)
+	if err := p.usable("wait"); err != nil {
+		return err
+	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			select {
+			case <-p.events:
+				return nil
+			case <-p.interrupt:
+				return p.usable("wait")
+			default:
+				return os.ErrDeadlineExceeded
+			}
+		}
+		if p.timer == nil {
+			p.timer = time.NewTimer(d)
+		} else {
+			p.timer.Reset(d)
+		}
+		defer p.timer.Stop()
+		expired = p.timer.C
+	}
+	select {
+	case <-p.events:
+		return nil
+	case <-p.interrupt:
+		return p.usable("wait")
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// usable returns the error of a closed channel or a dead domain, or nil.
+func (p *port) usable(op string) error {
+	s := p.sw
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.closed || p.removed {
+		return p.closedError(op)
+	}
+	return nil
+}
+
+// Interrupt ends the current Wait, or makes the next one return at once.
+func (p *port) Interrupt() {
+	select {
+	case p.interrupt <- struct{}{}:
+	default:
+	}
+}
 
 // Notify raises an event on the remote end, or drops it silently if there is
 // none. It does not allocate. After Close (or the death of the domain) it
@@ -328,6 +406,7 @@ func (p *port) Close() error {
 	if p.holds == 0 {
 		s.unbindLocked(p)
 	}
+	p.Interrupt() // a Wait in progress, against the contract, fails
 	return nil
 }
 

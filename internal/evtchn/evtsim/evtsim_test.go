@@ -2,22 +2,23 @@ package evtsim
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 )
 
-// pending reports whether an event is pending on c, consuming it.
+// pending reports whether an event is pending on c, consuming it: a Wait
+// whose deadline has passed returns nil only for a pending event (nothing
+// interrupts in these tests).
 func pending(c evtchn.Channel) bool {
-	select {
-	case <-c.Events():
-		return true
-	default:
-		return false
-	}
+	return c.Wait(aLongTimeAgo) == nil
 }
+
+var aLongTimeAgo = time.Unix(1, 0)
 
 // pair binds a connected channel pair: a in domain da (the BindUnbound side),
 // b in domain db.
@@ -404,9 +405,7 @@ func TestNotifyDoesNotAllocate(t *testing.T) {
 		if err := a.Notify(); err != nil {
 			panic(err)
 		}
-		select {
-		case <-b.Events():
-		default:
+		if b.Wait(time.Now().Add(time.Minute)) != nil {
 			delivered = false
 		}
 	})
@@ -414,7 +413,7 @@ func TestNotifyDoesNotAllocate(t *testing.T) {
 		t.Error("an event was not delivered")
 	}
 	if allocs != 0 {
-		t.Errorf("Notify + receive allocates %v times, want 0", allocs)
+		t.Errorf("Notify + Wait allocates %v times, want 0", allocs)
 	}
 }
 
@@ -439,13 +438,9 @@ func TestConcurrent(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-a.Events():
-			case <-b.Events():
-			case <-done:
-				return
-			}
+		for !isClosed(done) {
+			a.Wait(aLongTimeAgo)
+			b.Wait(aLongTimeAgo)
 		}
 	}()
 	// Binds and closes in other domains race with the notifies.
@@ -461,5 +456,108 @@ func TestConcurrent(t *testing.T) {
 		if got := s.Ports(dom); got != 0 {
 			t.Errorf("domain %d leaked %d ports", dom, got)
 		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestWaitDeadlineAndInterrupt(t *testing.T) {
+	s := NewSwitch()
+	a, b := pair(t, s, 0, 1)
+	start := time.Now()
+	if err := b.Wait(start.Add(20 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait with nothing pending = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Errorf("Wait returned after %v, before its deadline", d)
+	}
+	b.Interrupt() // before the Wait: the next one returns at once
+	if err := b.Wait(time.Time{}); err != nil {
+		t.Fatalf("Wait after Interrupt = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Wait(time.Time{}) }()
+	a.Notify()
+	if err := <-done; err != nil {
+		t.Fatalf("Wait woken by Notify = %v", err)
+	}
+	go func() { done <- b.Wait(time.Time{}) }()
+	b.Interrupt()
+	if err := <-done; err != nil {
+		t.Fatalf("Wait woken by Interrupt = %v", err)
+	}
+	if pending(b) {
+		t.Error("an event is pending after every one was consumed")
+	}
+}
+
+func TestWaitFailsWhenClosedOrDead(t *testing.T) {
+	s := NewSwitch()
+	_, b := pair(t, s, 0, 1)
+	done := make(chan error, 1)
+	go func() { done <- b.Wait(time.Time{}) }()
+	s.CloseDomain(1)
+	if err := <-done; !errors.Is(err, evtchn.ErrClosed) {
+		t.Fatalf("Wait when its domain died = %v, want ErrClosed", err)
+	}
+	c, _ := pair(t, s, 0, 2)
+	c.Close()
+	if err := c.Wait(time.Time{}); !errors.Is(err, evtchn.ErrClosed) {
+		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestConcurrentWaitFails(t *testing.T) {
+	s := NewSwitch()
+	a, b := pair(t, s, 0, 1)
+	first := make(chan error, 1)
+	go func() {
+		// Refused only while a probe below is in its own Wait.
+		for {
+			if err := b.Wait(time.Time{}); !errors.Is(err, ErrConcurrentWait) {
+				first <- err
+				return
+			}
+		}
+	}()
+	// The first Wait may not have started yet: probe until a Wait is
+	// refused, which proves that the first was in Wait at the time.
+	for {
+		err := b.Wait(time.Now().Add(time.Millisecond))
+		if errors.Is(err, ErrConcurrentWait) {
+			break
+		}
+		if err == nil {
+			t.Fatal("a second Wait consumed an event nobody sent")
+		}
+	}
+	a.Notify()
+	if err := <-first; err != nil {
+		t.Fatalf("the first Wait = %v", err)
+	}
+}
+
+func TestWaitWithDeadlineDoesNotAllocate(t *testing.T) {
+	s := NewSwitch()
+	a, b := pair(t, s, 0, 1)
+	b.Wait(aLongTimeAgo) // nothing pending
+	allocs := testing.AllocsPerRun(100, func() {
+		a.Notify()
+		if err := b.Wait(time.Now().Add(time.Minute)); err != nil {
+			panic(err)
+		}
+		if err := b.Wait(time.Now().Add(time.Microsecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			panic(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Wait allocates %v times, want 0", allocs)
 	}
 }
