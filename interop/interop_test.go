@@ -1,3 +1,5 @@
+//go:build linux
+
 package interop
 
 import (
@@ -68,7 +70,7 @@ func connect(t testing.TB, e *env, goServer bool, rc ringCase, args ...string) (
 		p = e.start(t, cdom, "vchan-peer", append([]string{"-s", "-d", strconv.Itoa(int(gdom)), "-p", path,
 			"-r", strconv.Itoa(rc.read), "-w", strconv.Itoa(rc.write)}, args...)...)
 		var err error
-		if c, err = vchan.Dial(cdom, path, &vchan.Config{Host: h}); err != nil {
+		if c, err = vchan.Dial(cdom, path, &vchan.Config{Host: h, WaitForServer: true}); err != nil {
 			t.Fatalf("dial: %v", err)
 		}
 	}
@@ -407,7 +409,7 @@ func TestSocketProxyServer(t *testing.T) {
 	path := vpath(pdom, gdom, "qmp")
 	p := e.start(t, pdom, filepath.Join(e.root, proxyPath), "-m", "server", strconv.Itoa(int(gdom)), path, sock)
 
-	c, err := vchan.Dial(pdom, path, &vchan.Config{Host: e.host(t, gdom)})
+	c, err := vchan.Dial(pdom, path, &vchan.Config{Host: e.host(t, gdom), WaitForServer: true})
 	if err != nil {
 		t.Fatalf("dial vchan-socket-proxy: %v", err)
 	}
@@ -547,7 +549,7 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 	if err != nil {
 		b.Fatal(err)
 	}
-	if ps.gogoC, err = vchan.Dial(s, "b", &vchan.Config{Host: e.host(b, c)}); err != nil {
+	if ps.gogoC, err = vchan.Dial(s, "b", &vchan.Config{Host: e.host(b, c), WaitForServer: true}); err != nil {
 		b.Fatal(err)
 	}
 	if ps.gogoS, err = ln.AcceptVchan(); err != nil {
@@ -558,7 +560,7 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 	s, c = newDom(), newDom()
 	path = vpath(s, c, "b")
 	ps.gocS = e.start(b, s, "vchan-peer", "-s", "-d", strconv.Itoa(int(c)), "-p", path, "-r", rs, "-w", ws, "-m", serverMode)
-	if ps.gocC, err = vchan.Dial(s, path, &vchan.Config{Host: e.host(b, c)}); err != nil {
+	if ps.gocC, err = vchan.Dial(s, path, &vchan.Config{Host: e.host(b, c), WaitForServer: true}); err != nil {
 		b.Fatal(err)
 	}
 	ps.gocS.waitStatus("peer: connected", 10*time.Second)

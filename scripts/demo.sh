@@ -71,9 +71,9 @@ printf '+ vchan-cat -domid 0 -l 1 5000 > out &     (the server, in domain 0, for
 timeout 60 bin/vchan-cat "${host[@]}" -domid 0 -l 1 5000 >"$work/out" &
 server=$!
 pids+=("$server")
-printf '+ vchan-cat -domid 1 0 5000 < in          (the client, in domain 1)\n'
+printf '+ vchan-cat -t 30s -domid 1 0 5000 < in    (the client, in domain 1; -t: wait for the server to start)\n'
 start=$(date +%s%N)
-timeout 60 bin/vchan-cat "${host[@]}" -domid 1 0 5000 <"$work/in" || die "the client failed"
+timeout 60 bin/vchan-cat "${host[@]}" -t 30s -domid 1 0 5000 <"$work/in" || die "the client failed"
 wait "$server" || die "the server failed"
 end=$(date +%s%N)
 

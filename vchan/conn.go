@@ -49,6 +49,10 @@ type Conn struct {
 
 	// polling is held by the one goroutine blocked in ch.Wait (see wait).
 	polling sync.Mutex
+	// mapped is held shared by Buffered and Available, which look at the
+	// shared page without taking rmu or wmu, and exclusively by Close
+	// while it unmaps the page.
+	mapped sync.RWMutex
 }
 
 func newConn(h *Host, ep *ring.Endpoint, ch evtchn.Channel, regions []gnt.Region, local, remote *Addr) *Conn {
@@ -297,12 +301,16 @@ func (c *Conn) readyErr(d *deadline) error {
 }
 
 // peerOpen reports whether writing makes sense: the peer is connected.
+// The live byte comes first: a peer process that closed (or was killed, and
+// the kernel's unmap notification cleared the byte) is an orderly end,
+// EPIPE, even if its domain is torn down right after; a destroyed domain
+// runs no kernel to clear the byte, and only @releaseDomain tells.
 func (c *Conn) peerOpen() error {
-	if c.peerGone.Load() {
-		return fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone)
-	}
 	switch live := c.ep.PeerLive(); live {
 	case ring.LiveOpen:
+		if c.peerGone.Load() {
+			return fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone)
+		}
 		return nil
 	case ring.LiveClosed:
 		return errPeerClosed
@@ -378,7 +386,9 @@ func (c *Conn) opErr(op string, err error) error {
 // libxenvchan's order (PROTOCOL.md §8). Blocked Read and Write calls return
 // net.ErrClosed. Data already written is still delivered to the peer.
 func (c *Conn) Close() error {
+	first := false
 	c.closeOnce.Do(func() {
+		first = true
 		close(c.closed)
 		c.ch.Interrupt()
 		// Wait for in-flight reads and writes: they return promptly once
@@ -389,16 +399,48 @@ func (c *Conn) Close() error {
 		defer c.rmu.Unlock()
 		c.rdl.stop()
 		c.wdl.stop()
+		c.mapped.Lock()
 		c.closeErr = closeRing(c.ep, c.ch, c.regions)
 		c.ep = nil
+		c.mapped.Unlock()
 		if c.host != nil {
 			c.host.unwatchPeer(c)
+			c.host.released()
 		}
 	})
+	if !first {
+		return opError("close", c.local, c.remote, net.ErrClosed)
+	}
 	if c.closeErr != nil {
 		return opError("close", c.local, c.remote, c.closeErr)
 	}
 	return nil
+}
+
+// Buffered returns how many bytes a Read can return now without blocking,
+// like libxenvchan_data_ready: 0 when none, after Close, or once the ring
+// is found corrupt (the next Read reports that).
+func (c *Conn) Buffered() int {
+	c.mapped.RLock()
+	defer c.mapped.RUnlock()
+	if c.ep == nil {
+		return 0
+	}
+	n, _ := c.ep.Published()
+	return n
+}
+
+// Available returns how many bytes a Write can put in the ring now without
+// blocking, like libxenvchan_buffer_space: 0 when the ring is full, after
+// Close, or once the ring is found corrupt.
+func (c *Conn) Available() int {
+	c.mapped.RLock()
+	defer c.mapped.RUnlock()
+	if c.ep == nil {
+		return 0
+	}
+	_, n := c.ep.Published()
+	return n
 }
 
 // closeRing tears down one side of a vchan: live byte 0, unmap the data
@@ -423,7 +465,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
 	if isClosed(c.closed) {
-		return opError("set", c.local, c.remote, net.ErrClosed)
+		return opError("set", nil, c.local, net.ErrClosed)
 	}
 	c.rdl.set(t)
 	c.wdl.set(t)
@@ -434,7 +476,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 // blocked. The zero time means no deadline.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	if isClosed(c.closed) {
-		return opError("set", c.local, c.remote, net.ErrClosed)
+		return opError("set", nil, c.local, net.ErrClosed)
 	}
 	c.rdl.set(t)
 	return nil
@@ -444,7 +486,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 // blocked. A Write that times out may have written part of its data.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if isClosed(c.closed) {
-		return opError("set", c.local, c.remote, net.ErrClosed)
+		return opError("set", nil, c.local, net.ErrClosed)
 	}
 	c.wdl.set(t)
 	return nil

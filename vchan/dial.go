@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
@@ -14,31 +15,35 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
-// DefaultDialTimeout bounds how long Dial waits for the server to publish
-// its rings. DialContext waits as long as its context allows.
+// DefaultDialTimeout bounds how long Dial waits for a server that is busy
+// (between two Accepts) or, with Config.WaitForServer, not there yet.
 const DefaultDialTimeout = 10 * time.Second
 
 // Dial connects to the vchan server in domain server at portOrPath (a port,
 // naming /local/domain/<server>/data/vchan/<own ID>/<port>, or an absolute
-// xenstore path). It waits up to DefaultDialTimeout for the server to appear.
+// xenstore path). If no server listens there, it fails at once with an
+// error wrapping syscall.ECONNREFUSED (see Config.WaitForServer). A server
+// that is between two Accepts is waited for, up to DefaultDialTimeout.
 func Dial(server uint16, portOrPath string, cfg *Config) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultDialTimeout)
 	defer cancel()
 	return DialContext(ctx, server, portOrPath, cfg)
 }
 
-// DialContext connects to the vchan server in domain server at portOrPath.
-// If the server has not published a free ring yet, it waits for one, with a
-// xenstore watch, until ctx is done.
+// DialContext is Dial, waiting as long as ctx allows instead of
+// DefaultDialTimeout.
 func DialContext(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*Conn, error) {
-	c, remote, err := dial(ctx, server, portOrPath, cfg)
+	c, remote, err := dial(ctx, server, portOrPath, cfg, cfg.waitForServer())
 	if err != nil {
 		return nil, opError("dial", nil, remote, err)
 	}
 	return c, nil
 }
 
-func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*Conn, *Addr, error) {
+func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config, wait bool) (*Conn, *Addr, error) {
+	if err := checkDomain("server", server); err != nil {
+		return nil, nil, err
+	}
 	h, err := cfg.host()
 	if err != nil {
 		return nil, nil, err
@@ -90,8 +95,24 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config) (*
 		if !errors.Is(err, errRetry) {
 			return nil, remote, err
 		}
+		if !wait && errors.Is(err, errNotPublished) && !d.serverPresent() {
+			return nil, remote, fmt.Errorf("no vchan server is listening at %s for domain %d (or it is not visible to this domain): %w",
+				path, own, syscall.ECONNREFUSED)
+		}
 		lastErr = err
 	}
+}
+
+// errNotPublished marks a read of ring-ref that found nothing: no key, or
+// none this domain may read.
+var errNotPublished = errors.New("no ring published")
+
+// serverPresent reports whether a server claims the directory: a Listener
+// makes the directory node readable by its client for as long as it
+// listens, also while no ring is free (see Listener.publish).
+func (d *dialer) serverPresent() bool {
+	_, err := d.xs.Read(d.remote.Path)
+	return err == nil
 }
 
 // errRetry marks a failure that a later xenstore event may cure: no ring
@@ -213,6 +234,9 @@ func (d *dialer) readKeys() (ref, port uint32, err error) {
 	if err != nil {
 		if isXenstoreQuota(err) {
 			return 0, 0, explainXenstore(err) // waiting will not cure it
+		}
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EACCES) {
+			return 0, 0, fmt.Errorf("%w: %w: %v", errRetry, errNotPublished, err)
 		}
 		return 0, 0, fmt.Errorf("%w: %v", errRetry, err)
 	}

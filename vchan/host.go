@@ -41,9 +41,35 @@ type Host struct {
 
 	peers peerWatch // @releaseDomain watch for this host's connections
 
+	// freed is closed (and replaced) when a connection of this host
+	// closes and so returns its grants: a Listener short of grants
+	// retries then.
+	freedMu sync.Mutex
+	freed   chan struct{}
+
 	// noSpin: connections do not spin by default (see SetSpinWait),
 	// because waking the peer costs no more than spinning would.
 	noSpin bool
+}
+
+// released signals that a connection of this host has closed.
+func (h *Host) released() {
+	h.freedMu.Lock()
+	defer h.freedMu.Unlock()
+	if h.freed != nil {
+		close(h.freed)
+		h.freed = nil
+	}
+}
+
+// freedSignal returns a channel closed at the next released.
+func (h *Host) freedSignal() <-chan struct{} {
+	h.freedMu.Lock()
+	defer h.freedMu.Unlock()
+	if h.freed == nil {
+		h.freed = make(chan struct{})
+	}
+	return h.freed
 }
 
 // spinWait is the default spin wait of this host's connections.

@@ -68,7 +68,7 @@ func TestLimitWatchQuota(t *testing.T) {
 			errc := make(chan error, n)
 			for i := range n {
 				go func() {
-					_, err := DialContext(ctx, 0, fmt.Sprint("w", i), &Config{Host: h})
+					_, err := DialContext(ctx, 0, fmt.Sprint("w", i), &Config{Host: h, WaitForServer: true})
 					errc <- err
 				}()
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
@@ -40,6 +41,9 @@ type Listener struct {
 	// and SetDeadline to interrupt; nil when none waits.
 	waitMu  sync.Mutex
 	waiting evtchn.Channel
+
+	owner string // the record in the directory's owner key (see owner.go)
+	seq   uint64
 }
 
 // serverRing is a ring shared with the client domain and published in
@@ -58,7 +62,7 @@ type serverRing struct {
 func Listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 	ln, err := listen(client, portOrPath, cfg)
 	if err != nil {
-		var addr net.Addr
+		var addr *Addr
 		if ln != nil {
 			addr = ln.addr
 		}
@@ -68,6 +72,9 @@ func Listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 }
 
 func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
+	if err := checkDomain("client", client); err != nil {
+		return nil, err
+	}
 	layout, err := cfg.layout()
 	if err != nil {
 		return nil, err
@@ -95,7 +102,12 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 	if ln.evt, err = h.evtchn(); err != nil {
 		return ln, err
 	}
-	if ln.pending, err = ln.publish(); err != nil {
+	ln.owner, ln.seq = ownerRecord()
+	if ln.pending, err = ln.publish(true); err != nil {
+		forgetOwner(ln.seq)
+		if isShortage(err) {
+			err = &temporaryError{err} // retrying Listen later may work
+		}
 		return ln, err
 	}
 	return ln, nil
@@ -104,7 +116,14 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 // publish shares a fresh ring with the client domain and writes its
 // ring-ref and event-channel into xenstore, readable by the client only, in
 // one transaction, in libxenvchan_server_init's order (PROTOCOL.md §9).
-func (ln *Listener) publish() (_ *serverRing, err error) {
+//
+// The first publish also claims the directory, in the same transaction: it
+// fails with EADDRINUSE if a live Listener owns it, and otherwise records
+// this one as the owner and makes the directory node itself readable by the
+// client. A client that can read the directory knows a server is there,
+// even between two Accepts, when no ring is published; one that cannot is
+// refused (ECONNREFUSED) instead of waiting.
+func (ln *Listener) publish(first bool) (_ *serverRing, err error) {
 	sr := &serverRing{}
 	defer func() {
 		if err != nil {
@@ -147,6 +166,11 @@ func (ln *Listener) publish() (_ *serverRing, err error) {
 	ringRef := strconv.FormatUint(uint64(page.Refs()[0]), 10)
 	port := strconv.FormatUint(uint64(sr.ch.LocalPort()), 10)
 	err = xenstore.Update(ln.xs, func(tx xenstore.Ops) error {
+		if first {
+			if err := ln.claim(tx); err != nil {
+				return err
+			}
+		}
 		for _, kv := range [2][2]string{{"ring-ref", ringRef}, {"event-channel", port}} {
 			key := ln.addr.Path + "/" + kv[0]
 			if err := tx.Write(key, []byte(kv[1])); err != nil {
@@ -158,10 +182,52 @@ func (ln *Listener) publish() (_ *serverRing, err error) {
 		}
 		return nil
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publishing the vchan in xenstore: %w", explainXenstore(err))
 	}
 	return sr, nil
+}
+
+// claim takes the directory for this Listener inside the publishing
+// transaction (see publish).
+func (ln *Listener) claim(tx xenstore.Ops) error {
+	dir := ln.addr.Path
+	rec, err := tx.Read(dir + "/" + ownerKey)
+	if err == nil && ownerAlive(rec) {
+		return fmt.Errorf("a vchan server is already listening at %s for domain %d: %w", dir, ln.client, syscall.EADDRINUSE)
+	}
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	// A directory left by a server that died, or none: start afresh.
+	if err := tx.Rm(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	if err := tx.Write(dir, nil); err != nil {
+		return err
+	}
+	dirPerms := []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}, {Domain: ln.client, Access: xenstore.AccessRead}}
+	if err := tx.SetPerms(dir, dirPerms); err != nil {
+		return err
+	}
+	key := dir + "/" + ownerKey
+	if err := tx.Write(key, []byte(ln.owner)); err != nil {
+		return err
+	}
+	return tx.SetPerms(key, []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}})
+}
+
+// withdraw removes the keys of a ring that is no longer free (accepted,
+// and no fresh one could be published), so that clients wait for the next
+// one instead of trying the taken ring. The directory stays: the server is
+// still there.
+func (ln *Listener) withdraw() {
+	for _, k := range [2]string{"ring-ref", "event-channel"} {
+		_ = ln.xs.Rm(ln.addr.Path + "/" + k)
+	}
 }
 
 // teardown closes a server ring that never got (or no longer has) a Conn.
@@ -186,6 +252,7 @@ func (ln *Listener) Accept() (net.Conn, error) { return ln.AcceptVchan() }
 func (ln *Listener) AcceptVchan() (*Conn, error) {
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
+	var delay time.Duration // the backoff while short of grants or quota
 	for {
 		if isClosed(ln.closed) {
 			return nil, opError("accept", nil, ln.addr, net.ErrClosed)
@@ -194,12 +261,20 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 			return nil, opError("accept", nil, ln.addr, os.ErrDeadlineExceeded)
 		}
 		if ln.pending == nil {
-			// The last re-publish failed (e.g. the grant limit): try again.
-			sr, err := ln.publish()
+			// The last re-publish failed (e.g. the grant limit): try again,
+			// and wait while the shortage lasts.
+			sr, err := ln.publish(false)
 			if err != nil {
-				return nil, opError("accept", nil, ln.addr, err)
+				if !isShortage(err) {
+					return nil, opError("accept", nil, ln.addr, err)
+				}
+				if err := ln.backOff(&delay); err != nil {
+					return nil, opError("accept", nil, ln.addr, err)
+				}
+				continue
 			}
 			ln.pending = sr
+			delay = 0
 		}
 		sr := ln.pending
 		switch live := sr.ep.PeerLive(); live {
@@ -222,8 +297,13 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		}
 		c := newConn(ln.host, sr.ep, sr.ch, sr.regions, ln.addr, &Addr{Domain: ln.client, Path: ln.addr.Path})
 		// Publish the next ring now, so the next client finds it. If that
-		// fails, this connection is still good; the next Accept retries.
-		ln.pending, _ = ln.publish()
+		// fails (short of grants while this connection holds its own),
+		// this connection is still good: the taken ring's keys are
+		// withdrawn, clients wait, and the next Accept retries.
+		var err error
+		if ln.pending, err = ln.publish(false); err != nil {
+			ln.withdraw()
+		}
 		return c, nil
 	}
 }
@@ -255,6 +335,26 @@ func (ln *Listener) waitConnect(ch evtchn.Channel) error {
 	return err
 }
 
+// backOff waits while the Listener cannot publish a ring for a shortage
+// that clears when connections close: until one of this host's
+// connections closes, or *delay (doubling, up to a quarter second, since
+// other processes of the domain may free grants too), the deadline or
+// Close. Only a deadline or Close end it with an error.
+func (ln *Listener) backOff(delay *time.Duration) error {
+	*delay = min(max(2*(*delay), time.Millisecond), 250*time.Millisecond)
+	t := time.NewTimer(*delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ln.host.freedSignal():
+	case <-ln.dl.wait():
+		return os.ErrDeadlineExceeded
+	case <-ln.closed:
+		return net.ErrClosed
+	}
+	return nil
+}
+
 // interrupt wakes a blocked Accept, which then looks at the listener's
 // state again.
 func (ln *Listener) interrupt() {
@@ -268,7 +368,9 @@ func (ln *Listener) interrupt() {
 // Close stops listening: it unblocks Accept, withdraws the waiting ring and
 // removes the xenstore directory. Accepted connections stay open.
 func (ln *Listener) Close() error {
+	first := false
 	ln.closeOnce.Do(func() {
+		first = true
 		close(ln.closed)
 		ln.interrupt()
 		ln.mu.Lock()
@@ -283,7 +385,11 @@ func (ln *Listener) Close() error {
 			errs = append(errs, fmt.Errorf("removing %s from xenstore: %w", ln.addr.Path, err))
 		}
 		ln.closeErr = errors.Join(errs...)
+		forgetOwner(ln.seq)
 	})
+	if !first {
+		return opError("close", nil, ln.addr, net.ErrClosed)
+	}
 	if ln.closeErr != nil {
 		return opError("close", nil, ln.addr, ln.closeErr)
 	}

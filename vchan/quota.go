@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
@@ -37,4 +38,13 @@ func explainXenstore(err error) error {
 		return fmt.Errorf("xenstore quota reached (nodes per domain or node size): %w", err)
 	}
 	return err
+}
+
+// isShortage reports a failure to publish a ring that clears when other
+// connections close: the grant limit, a xenstore quota on nodes or
+// transactions, EAGAIN.
+func isShortage(err error) bool {
+	return errors.Is(err, gnt.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) ||
+		errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.EAGAIN) ||
+		errors.Is(err, syscall.EBUSY)
 }

@@ -26,6 +26,7 @@ package vchan
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -85,14 +86,26 @@ type Config struct {
 	// fine for control messages; bulk transfers want 64 KiB or more. A
 	// client ignores them: the server decides.
 	ReadBufferSize, WriteBufferSize int
+
+	// WaitForServer makes Dial wait, until its context is done, for a
+	// server that is not listening yet (a service that starts after its
+	// client, at boot), instead of failing at once with an error wrapping
+	// syscall.ECONNREFUSED. A server that is listening but between two
+	// Accepts is always waited for.
+	WaitForServer bool
 }
 
 func (c *Config) host() (*Host, error) {
 	if c != nil && c.Host != nil {
+		if c.Host.openXS == nil {
+			return nil, errors.New("Config.Host is a zero Host, which has no devices: use vchan.XenHost(), vchan.SimHost or a Simulator's Domain")
+		}
 		return c.Host, nil
 	}
 	return DefaultHost()
 }
+
+func (c *Config) waitForServer() bool { return c != nil && c.WaitForServer }
 
 func (c *Config) layout() (ring.Layout, error) {
 	var r, w int
@@ -151,18 +164,26 @@ func checkPath(p string) error {
 	return nil
 }
 
-// opError wraps err the way the net package does. io.EOF stays bare (nettest
-// and io.Copy compare it with ==), closed-connection errors become
-// net.ErrClosed.
-func opError(op string, local, remote net.Addr, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
+// opError wraps err the way the net package does: a *net.OpError with Net
+// "vchan" at the top, whatever the cause (an OpError of another network,
+// say a unix socket to the simulator daemon, is wrapped, not passed on).
+// io.EOF stays bare (nettest and io.Copy compare it with ==). A nil *Addr
+// becomes a nil net.Addr, never a typed nil.
+func opError(op string, source, addr *Addr, err error) error {
+	if err == nil || err == io.EOF {
 		return err
 	}
-	return &net.OpError{Op: op, Net: Network, Source: local, Addr: remote, Err: err}
+	if oe, ok := err.(*net.OpError); ok && oe.Net == Network {
+		return err
+	}
+	e := &net.OpError{Op: op, Net: Network, Err: err}
+	if source != nil {
+		e.Source = source
+	}
+	if addr != nil {
+		e.Addr = addr
+	}
+	return e
 }
 
 // errPeerClosed is what a write to a closed peer fails with: EPIPE, as a

@@ -115,8 +115,12 @@ func TestCloseErrors(t *testing.T) {
 	if err := srv.SetDeadline(time.Now()); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("SetDeadline after Close = %v, want net.ErrClosed", err)
 	}
-	if err := srv.Close(); err != nil {
-		t.Errorf("second Close = %v, want nil", err)
+	var oe *net.OpError
+	if err := srv.Close(); !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) || oe.Op != "close" {
+		t.Errorf("second Close = %v, want a close *net.OpError wrapping net.ErrClosed", err)
+	}
+	if err := srv.SetReadDeadline(time.Now()); !errors.As(err, &oe) || oe.Op != "set" || oe.Source != nil || oe.Addr != srv.LocalAddr() {
+		t.Errorf("SetReadDeadline after Close = %#v, want Op set, Addr the local address, no Source (as net)", err)
 	}
 }
 
@@ -268,7 +272,7 @@ func TestDialWaitsForServer(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		c, err := DialContext(ctx, 0, "42", &Config{Host: sim.Domain(1)})
+		c, err := DialContext(ctx, 0, "42", &Config{Host: sim.Domain(1), WaitForServer: true})
 		if err == nil {
 			c.Close()
 		}
@@ -294,10 +298,10 @@ func TestDialTimeout(t *testing.T) {
 	sim := NewSimulator()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := DialContext(ctx, 0, "43", &Config{Host: sim.Domain(1)})
+	_, err := DialContext(ctx, 0, "43", &Config{Host: sim.Domain(1), WaitForServer: true})
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("Dial with no server = %v, want a timeout", err)
+		t.Fatalf("Dial waiting for a server that never comes = %v, want a timeout", err)
 	}
 	if !strings.Contains(err.Error(), "/local/domain/0/data/vchan/1/43") {
 		t.Errorf("error %q does not name the path", err)
@@ -503,7 +507,7 @@ func TestDialXenstoreGone(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := DialContext(ctx, 0, "55", &Config{Host: h})
+		_, err := DialContext(ctx, 0, "55", &Config{Host: h, WaitForServer: true})
 		done <- err
 	}()
 	time.Sleep(30 * time.Millisecond)

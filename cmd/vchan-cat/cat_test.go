@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -280,7 +282,7 @@ func TestTransfer100MiB(t *testing.T) {
 	srvIn, srvOut := srv.pipes()
 	srvIn.Close()
 	srv.start()
-	cli := cat(t, dir, 1, "0", "bulk")
+	cli := cat(t, dir, 1, "-t", "10s", "0", "bulk")
 	cliIn, cliOut := cli.pipes()
 	cliOut.Close()
 	cli.start()
@@ -351,7 +353,7 @@ func TestExec(t *testing.T) {
 		dir := startSim(t)
 		srv := cat(t, dir, 0, "-l", "1", "p", "-e", `read x; echo "got $x from $VCHAN_REMOTE_ADDR"`)
 		srv.start()
-		cli := cat(t, dir, 1, "-q", "-1", "0", "p")
+		cli := cat(t, dir, 1, "-t", "10s", "-q", "-1", "0", "p")
 		cli.cmd.Stdin = strings.NewReader("hello\n")
 		var out bytes.Buffer
 		cli.cmd.Stdout = &out
@@ -367,7 +369,7 @@ func TestExec(t *testing.T) {
 		dir := startSim(t)
 		srv := cat(t, dir, 0, "-l", "1", "p", "-e", "cat")
 		srv.start()
-		cli := cat(t, dir, 1, "0", "p")
+		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
 		in, out := cli.pipes()
 		cli.start()
 		r := bufio.NewReader(out)
@@ -388,7 +390,7 @@ func TestExec(t *testing.T) {
 		srv := cat(t, dir, 0, "-l", "1", "p")
 		in, out := srv.pipes()
 		srv.start()
-		cli := cat(t, dir, 1, "0", "p", "-e", `echo hi; read y; echo "bye $y"`)
+		cli := cat(t, dir, 1, "-t", "10s", "0", "p", "-e", `echo hi; read y; echo "bye $y"`)
 		cli.start()
 		r := bufio.NewReader(out)
 		if got := readLine(t, r); got != "hi\n" {
@@ -443,7 +445,7 @@ func TestBridge(t *testing.T) {
 			echo := echoServer(t, network, echoAddr)
 			srv := cat(t, dir, 0, "-l", "-k", "1", "br", "-"+network+"-connect", echo.Addr().String())
 			srv.start()
-			cli := cat(t, dir, 1, "-v", "-k", "-"+network+"-listen", listenAddr, "0", "br")
+			cli := cat(t, dir, 1, "-t", "10s", "-v", "-k", "-"+network+"-listen", listenAddr, "0", "br")
 			cli.start()
 			front := cli.waitStderr(`listening on `+network+` (\S+);`, 10*time.Second)
 
@@ -568,7 +570,7 @@ func TestKill(t *testing.T) {
 		srv := cat(t, dir, 0, "-l", "1", "p")
 		_, out := srv.pipes()
 		srv.start()
-		cli := cat(t, dir, 1, "0", "p")
+		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
 		cli.cmd.Stdin = devZero(t)
 		cli.start()
 		readN(t, out, 4<<20)
@@ -581,7 +583,7 @@ func TestKill(t *testing.T) {
 		srv := cat(t, dir, 0, "-l", "1", "p")
 		srv.cmd.Stdin = devZero(t)
 		srv.start()
-		cli := cat(t, dir, 1, "0", "p")
+		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
 		_, out := cli.pipes()
 		cli.start()
 		readN(t, out, 4<<20)
@@ -597,7 +599,7 @@ func TestKill(t *testing.T) {
 		srv := cat(t, dir, 0, "-l", "1", "p")
 		_, out := srv.pipes()
 		srv.start()
-		cli := cat(t, dir, 1, "0", "p")
+		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
 		cli.cmd.Stdin = devZero(t)
 		cli.start()
 		readN(t, out, 4<<20)
@@ -612,7 +614,7 @@ func TestKill(t *testing.T) {
 		srv.cmd.Stdin = devZero(t)
 		srv.start()
 		for i := range 2 {
-			cli := cat(t, dir, 1, "0", "p")
+			cli := cat(t, dir, 1, "-t", "10s", "0", "p")
 			_, out := cli.pipes()
 			cli.start()
 			readN(t, out, 4<<20)
@@ -636,12 +638,27 @@ func TestKill(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	dir := startSim(t)
 	t.Run("no-server", func(t *testing.T) {
-		p := cat(t, dir, 1, "-t", "1s", "0", "nobody")
+		// Refused at once, as nc is: the process's start-up is most of
+		// the time, so the bound is loose, far below the old 10 s wait.
+		p := cat(t, dir, 1, "0", "nobody")
 		start := time.Now()
 		p.start()
 		p.mustExit(3*time.Second, 1)
-		if d := time.Since(start); d > 2*time.Second {
+		if d := time.Since(start); d > time.Second {
 			t.Errorf("took %v", d)
+		}
+		p.oneLine("/local/domain/0/data/vchan/1/nobody")
+		if s := p.stderr.String(); !strings.Contains(s, "connection refused") {
+			t.Errorf("stderr %q does not say connection refused", s)
+		}
+	})
+	t.Run("no-server-waiting", func(t *testing.T) {
+		p := cat(t, dir, 1, "-t", "500ms", "0", "nobody")
+		start := time.Now()
+		p.start()
+		p.mustExit(3*time.Second, 1)
+		if d := time.Since(start); d < 500*time.Millisecond || d > 2500*time.Millisecond {
+			t.Errorf("-t 500ms: exited after %v", d)
 		}
 		p.oneLine("/local/domain/0/data/vchan/1/nobody")
 	})

@@ -127,7 +127,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	for _, name := range []string{"w", "write-size"} {
 		fs.IntVar(&o.writeSize, name, defaultRingSize, "listen mode: size in `bytes` of the ring this side writes (max 1 MiB)")
 	}
-	fs.DurationVar(&o.timeout, "t", 10*time.Second, "connect mode: how long to wait for the server (0: forever)")
+	fs.DurationVar(&o.timeout, "t", 0, "connect mode: wait up to `DURATION` for a server that is not listening yet (default: fail at once, as nc does)")
 	fs.Float64Var(&o.quit, "q", 0, "after the input ends and the peer has read it, receive up to `SECS` seconds before closing (negative: until the peer closes)")
 	fs.BoolVar(&o.verbose, "v", false, "report connections and byte counts on stderr")
 	fs.StringVar(&o.host, "host", "", "`kind` of host: xen or sim (default: $VCHAN_HOST, else xen if "+xenEvtchnDevice+" exists, else sim)")
@@ -405,7 +405,7 @@ func (a *app) isClosing() bool {
 }
 
 func (a *app) config() *vchan.Config {
-	return &vchan.Config{Host: a.host, ReadBufferSize: a.o.readSize, WriteBufferSize: a.o.writeSize}
+	return &vchan.Config{Host: a.host, ReadBufferSize: a.o.readSize, WriteBufferSize: a.o.writeSize, WaitForServer: a.o.timeout > 0}
 }
 
 // concurrent reports whether several connections may run at once: each
@@ -507,12 +507,14 @@ func (a *app) bridgeLocal(lc net.Conn) error {
 }
 
 func (a *app) dial() (*vchan.Conn, error) {
-	ctx := context.Background()
+	// Without -t a missing server is refused at once; a busy one (between
+	// two Accepts) is waited for, up to vchan.DefaultDialTimeout.
+	wait := vchan.DefaultDialTimeout
 	if a.o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.o.timeout)
-		defer cancel()
+		wait = a.o.timeout
 	}
+	ctx, cancelWait := context.WithTimeout(context.Background(), wait)
+	defer cancelWait()
 	// A signal during the wait ends it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer a.track(&cancelCloser{cancel})()

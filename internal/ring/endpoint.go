@@ -231,6 +231,24 @@ func (e *Endpoint) Writable() (int, error) {
 	return int(e.wr.size() - used), nil
 }
 
+// Published returns how many bytes are readable and how much space is
+// writable according to the indices in the shared page alone. Unlike
+// Readable and Writable it does not use this side's private positions, so
+// it may be called while another goroutine reads or writes; each figure is
+// 0 when the peer's index is out of range (the next Read or Write reports
+// the protocol error).
+func (e *Endpoint) Published() (readable, writable int) {
+	rprod, rcons := atomic.LoadUint32(e.rd.prod), atomic.LoadUint32(e.rd.cons)
+	if n := rprod - rcons; n <= e.rd.size() {
+		readable = int(n)
+	}
+	wprod, wcons := atomic.LoadUint32(e.wr.prod), atomic.LoadUint32(e.wr.cons)
+	if used := wprod - wcons; used <= e.wr.size() {
+		writable = int(e.wr.size() - used)
+	}
+	return readable, writable
+}
+
 // Read copies up to len(p) available bytes into p and advances the consumer
 // index. notify reports that the peer asked to hear of consumed data: the
 // caller must then signal the event channel.

@@ -41,7 +41,7 @@ func run(server bool, remote uint16, path string) error {
 		ln.Close()
 	} else {
 		var err error
-		if c, err = vchan.Dial(remote, path, nil); err != nil {
+		if c, err = vchan.Dial(remote, path, &vchan.Config{WaitForServer: true}); err != nil {
 			return err
 		}
 	}

@@ -356,7 +356,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		timeout -k 2 120 "$CAT" -l "$U" g1 >/tmp/g1.out 2>"$L/g.file-to-dom0.err" &
 		pid=$!
 		waitnode "/local/domain/0/data/vchan/$U/g1/ring-ref" 30
-		ucmd "$UCAT 0 g1 </tmp/d4194304" 120
+		ucmd "$UCAT -t 60s 0 g1 </tmp/d4194304" 120
 		wait $pid
 		rc0=$?
 		catcheck g.file-to-dom0 "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(sha256sum </tmp/g1.out | cut -c1-64)" \
@@ -366,7 +366,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		t=$(now_ms)
 		ucmd_start "$UCAT -l 0 g2 >/tmp/o 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/sha/g2 \$(sha256sum </tmp/o | cut -c1-64); exit \$rc" 120
 		waitnode "/local/domain/$U/data/vchan/0/g2/ring-ref" 30
-		timeout -k 2 120 "$CAT" "$U" g2 </tmp/d4194304 2>"$L/g.file-to-domU.err"
+		timeout -k 2 120 "$CAT" -t 60s "$U" g2 </tmp/d4194304 2>"$L/g.file-to-domU.err"
 		rc0=$?
 		ucmd_wait
 		[ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] || result g.file-to-domU-rc FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/g.file-to-domU.err")"
@@ -376,7 +376,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		# and sends the sum back (-q -1: dom0 reads until the domU closes).
 		ucmd_start "$UCAT -l 0 g3 -e 'head -c 1048576 | sha256sum' 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 		waitnode "/local/domain/$U/data/vchan/0/g3/ring-ref" 30
-		timeout -k 2 120 "$CAT" -q -1 "$U" g3 </tmp/d1048576 >/tmp/g3.out 2>"$L/g.exec.err"
+		timeout -k 2 120 "$CAT" -t 60s -q -1 "$U" g3 </tmp/d1048576 >/tmp/g3.out 2>"$L/g.exec.err"
 		rc0=$?
 		ucmd_wait
 		catcheck g.exec "$(sum0 1048576)" "$(cut -c1-64 /tmp/g3.out)" \
@@ -399,7 +399,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		# g.bridge-proxy-server: domU vchan-cat -> dom0 vchan-socket-proxy -m server
 		# -> unix socket -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l.
 		rm -f /tmp/g5.sock
-		timeout -k 2 120 "$CAT" -unix-listen /tmp/g5.sock "$U" g5 2>"$L/g.bridge-proxy-server.cat.err" &
+		timeout -k 2 120 "$CAT" -t 60s -unix-listen /tmp/g5.sock "$U" g5 2>"$L/g.bridge-proxy-server.cat.err" &
 		cpid=$!
 		i=0
 		until [ -S /tmp/g5.sock ] || [ $i -gt 300 ]; do i=$((i + 1)); sleep 0.1; done

@@ -254,7 +254,7 @@ func acceptAndDial(ln *vchan.Listener, server uint16, portOrPath string, host *v
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cli, err := vchan.DialContext(ctx, server, portOrPath, &vchan.Config{Host: host})
+	cli, err := vchan.DialContext(ctx, server, portOrPath, &vchan.Config{Host: host, WaitForServer: true})
 	r := <-accepted
 	if err != nil || r.err != nil {
 		if err == nil {
