@@ -13,7 +13,7 @@ import (
 
 // Simulator is a simulated Xen host inside one process: domains with IDs,
 // grant tables whose pages are real shared memory that only the granted
-// domain may map (read-only maps are protected), event channels with Xen's
+// domain may map (read-only maps are protected on Linux), event channels with Xen's
 // binding rules and pending-bit semantics, and a xenstore with permissions,
 // transactions, watches and C xenstored's quotas. The vchan code on top is
 // the same as on Xen.

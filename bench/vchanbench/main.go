@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command vchanbench measures vchan across processes on the simulated Xen
 // host and prints one table of the performance targets (issue 8), every
 // figure taken in the same run on the same machine:

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -87,7 +89,7 @@ func runPeer(f *peerFlags) error {
 			if err != nil {
 				return err
 			}
-		} else if vc, err = vchan.Dial(uint16(f.remote), f.path, &vchan.Config{Host: h}); err != nil {
+		} else if vc, err = vchan.Dial(uint16(f.remote), f.path, &vchan.Config{Host: h, WaitForServer: true}); err != nil {
 			return err
 		}
 		switch f.spin {

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -168,11 +166,6 @@ func (a *app) progress(l local, sent, recv *atomic.Int64, start time.Time) func(
 		}
 	}()
 	return func() { close(done); <-finished }
-}
-
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
 }
 
 func size(n int64) string {
@@ -378,7 +371,7 @@ func startCommand(line string, c *vchan.Conn) (*execLocal, error) {
 	cmd := exec.Command("/bin/sh", "-c", line)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
 	cmd.Env = append(os.Environ(), "VCHAN_LOCAL_ADDR="+c.LocalAddr().String(), "VCHAN_REMOTE_ADDR="+c.RemoteAddr().String())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // to stop the command's children too
+	ownGroup(cmd) // to stop the command's children too
 	err = cmd.Start()
 	inR.Close()
 	outW.Close()
@@ -422,7 +415,7 @@ func (e *execLocal) close() {
 		case <-e.waited:
 			return
 		case <-time.After(time.Second):
-			syscall.Kill(-e.cmd.Process.Pid, s)
+			signalGroup(e.cmd.Process, s)
 		}
 	}
 	<-e.waited

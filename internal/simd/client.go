@@ -1,3 +1,5 @@
+//go:build linux
+
 package simd
 
 import (
@@ -17,13 +19,6 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
-
-// ErrNotRunning reports that no daemon serves the directory.
-var ErrNotRunning = errors.New("vchan simulator not running")
-
-// ErrConnectionLost reports that the daemon went away (it exited or was
-// killed) while this process was connected.
-var ErrConnectionLost = errors.New("vchan simulator connection lost")
 
 // Domain is this process's membership of the simulator as one domain: the
 // grant, event channel and xenstore devices of that domain. It is safe for

@@ -1,3 +1,5 @@
+//go:build linux
+
 package simd
 
 import (
@@ -18,20 +20,6 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
 )
-
-// ErrAlreadyRunning reports that another daemon holds the directory.
-var ErrAlreadyRunning = errors.New("vchan-simd already running")
-
-// Config configures a Daemon.
-type Config struct {
-	// Dir holds the daemon's sockets and state; empty means DefaultDir().
-	Dir string
-	// GrantLimit is how many pages one domain may have granted at once,
-	// like gntalloc's `limit` parameter; <= 0 means DefaultGrantLimit.
-	GrantLimit int
-	// Logf, if set, logs every request (vchan-simd -v).
-	Logf func(format string, args ...any)
-}
 
 // Daemon is a running simulated Xen host. Start one per directory.
 type Daemon struct {
@@ -307,13 +295,6 @@ func (d *Daemon) leave(id uint16) {
 	d.events.CloseDomain(id)
 	_ = d.store.ReleaseDomain(id)
 	d.logf("domain %d released", id)
-}
-
-// Resources counts what a domain holds in the daemon: for leak checks.
-type Resources struct {
-	Granted int // pages it has granted
-	Mapped  int // pages of others it has mapped
-	Ports   int // event channel ports bound
 }
 
 // Resources returns what domain domid holds now.

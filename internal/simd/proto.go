@@ -4,7 +4,9 @@
 //
 // The daemon plays hypervisor and xenstored. It owns the grant tables (pages
 // are memfds), the event channels (an evtsim.Switch) and the xenstore (a
-// xenstore.Store served by xsserver). All its state lives in one directory:
+// xenstore.Store served by xsserver). It needs Linux; elsewhere Start and
+// Connect fail and say so (simd_other.go). All its state lives in one
+// directory:
 //
 //	DIR/lock              flock'ed by the running daemon
 //	DIR/pid               its process id
@@ -93,8 +95,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
@@ -264,7 +265,7 @@ func errorf(status uint32, format string, args ...any) *statusError {
 func sentinel(status uint32) error {
 	switch status {
 	case stInval:
-		return unix.EINVAL
+		return syscall.EINVAL
 	case stNoSpace:
 		return gnt.ErrNoSpace
 	case stBadRef:

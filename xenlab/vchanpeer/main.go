@@ -40,7 +40,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vchan-go/vchan/vchan"
@@ -71,7 +70,7 @@ func main() {
 		// The time is taken right before the signal: a shell's date would
 		// be a process start earlier, and busybox's has no nanoseconds.
 		t := time.Now().UnixNano()
-		if err := syscall.Kill(*kill, syscall.SIGKILL); err != nil {
+		if err := killProcess(*kill); err != nil {
 			fatal("kill %d: %v", *kill, err)
 		}
 		fmt.Printf("killed-at %d\n", t)
@@ -102,7 +101,7 @@ func main() {
 			fatal("ring bytes: %v", err)
 		}
 	}
-	cfg := &vchan.Config{Host: vchan.XenHost(), ReadBufferSize: ring, WriteBufferSize: ring}
+	cfg := &vchan.Config{Host: vchan.XenHost(), ReadBufferSize: ring, WriteBufferSize: ring, WaitForServer: true}
 
 	var c *vchan.Conn
 	if args[0] == "server" {
@@ -252,7 +251,7 @@ func relay(args []string, dialTimeout time.Duration) error {
 	defer ln.Close()
 	for pairs := 0; ; pairs++ {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		a, err := vchan.DialContext(ctx, uint16(peer), args[1], &vchan.Config{Host: host})
+		a, err := vchan.DialContext(ctx, uint16(peer), args[1], &vchan.Config{Host: host, WaitForServer: true})
 		cancel()
 		if err != nil {
 			if pairs > 0 {

@@ -14,6 +14,11 @@
 // file descriptors and offsets names the memory, the same design works
 // across processes.
 //
+// Off Linux there is no memfd: a Share's pages are ordinary memory, and Map
+// returns that memory itself. It then accepts only consecutive pages of one
+// Share, in order (as a vchan maps its rings), and does not protect
+// read-only maps against writes (pages_other.go).
+//
 // Lifetimes follow Linux: closing a SharedRegion revokes its references for
 // new maps and returns them to the domain's grant budget, but mappings the
 // peer already has stay valid and keep the memory alive until the peer
@@ -27,9 +32,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
@@ -81,10 +85,10 @@ type domain struct {
 	regions map[*region]struct{}
 }
 
-// grant is one granted page: page index page of the memfd fd, which only
-// domain peer may map.
+// grant is one granted page: page index page of the Share's pages src,
+// which only domain peer may map.
 type grant struct {
-	fd   int
+	src  *pages
 	page int64
 	peer uint16
 }
@@ -254,23 +258,23 @@ func (t *Table) checkNotifyLocked(domid uint16, n *gnt.UnmapNotify, size int, wr
 	}
 	if n.ClearByte {
 		if n.Offset < 0 || n.Offset >= size {
-			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte offset %d outside the %d-byte mapping: %w", n.Offset, size, unix.EINVAL)
+			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte offset %d outside the %d-byte mapping: %w", n.Offset, size, syscall.EINVAL)
 		}
 		if !writable {
 			// gntdev_ioctl_notify refuses CLEAR_BYTE on a read-only
 			// mapping: the kernel could not write the byte either.
-			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte on a read-only mapping (gntdev refuses it; map writable): %w", unix.EINVAL)
+			return nil, fmt.Errorf("gntsim: unmap notify: clear-byte on a read-only mapping (gntdev refuses it; map writable): %w", syscall.EINVAL)
 		}
 	}
 	if !n.SendEvent {
 		return nil, nil
 	}
 	if t.events == nil {
-		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d, but the Table has no event switch (see NewTable): %w", n.Port, unix.EINVAL)
+		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d, but the Table has no event switch (see NewTable): %w", n.Port, syscall.EINVAL)
 	}
 	hold, err := t.events.Hold(domid, evtchn.Port(n.Port))
 	if err != nil {
-		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d of domain %d: %w (%w)", n.Port, domid, unix.EINVAL, err)
+		return nil, fmt.Errorf("gntsim: unmap notify: send-event on port %d of domain %d: %w (%w)", n.Port, domid, syscall.EINVAL, err)
 	}
 	return hold, nil
 }
@@ -278,15 +282,15 @@ func (t *Table) checkNotifyLocked(domid uint16, n *gnt.UnmapNotify, size int, wr
 // sharer is a gnt.Sharer for one domain.
 type sharer struct{ handle }
 
-// Share allocates count zeroed pages in a fresh memfd, grants each one to
-// domain peer (which may be the sharer itself), and maps them read-write
-// here. It fails with an error wrapping gnt.ErrNoSpace if the domain would
+// Share allocates count zeroed pages (a fresh memfd on Linux), grants each
+// one to domain peer (which may be the sharer itself), and maps them
+// read-write here. It fails with an error wrapping gnt.ErrNoSpace if the domain would
 // have more than the Table's limit pages granted at once, and with one
-// wrapping unix.EINVAL for a count below 1 or an invalid notification.
+// wrapping syscall.EINVAL for a count below 1 or an invalid notification.
 func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.SharedRegion, error) {
 	t, d := s.t, s.dom
 	if count < 1 {
-		return nil, fmt.Errorf("gntsim: share %d pages: count must be at least 1: %w", count, unix.EINVAL)
+		return nil, fmt.Errorf("gntsim: share %d pages: count must be at least 1: %w", count, syscall.EINVAL)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -295,7 +299,7 @@ func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.Sha
 	}
 	if count > t.limit-d.granted {
 		return nil, fmt.Errorf("gntsim: gntalloc: %d pages already granted by domain %d, %d more requested (limit %d; "+
-			"raise /sys/module/xen_gntalloc/parameters/limit on Xen, the limit argument of gntsim.NewTable here): %w",
+			"on Xen: gntalloc's limit, /sys/module/xen_gntalloc/parameters/limit; simulated: SimulatorConfig.GrantLimit or vchan-simd -grant-limit): %w",
 			d.granted, d.id, count, t.limit, gnt.ErrNoSpace)
 	}
 	size := count * gnt.PageSize
@@ -303,7 +307,7 @@ func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.Sha
 	if err != nil {
 		return nil, err
 	}
-	fd, base, err := newPages(size)
+	src, base, err := newPages(size)
 	if err != nil {
 		if hold != nil {
 			hold.Release()
@@ -313,32 +317,13 @@ func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.Sha
 	refs := make([]gnt.Ref, count)
 	for i := range refs {
 		ref := d.allocRef()
-		d.grants[ref] = &grant{fd: fd, page: int64(i), peer: peer}
+		d.grants[ref] = &grant{src: src, page: int64(i), peer: peer}
 		refs[i] = ref
 	}
 	d.granted += count
-	r := &sharedRegion{region: region{t: t, dom: d, fd: fd, shared: true, refs: refs}}
+	r := &sharedRegion{region: region{t: t, dom: d, src: src, shared: true, refs: refs}}
 	r.init(base, size, notify, hold)
 	return r, nil
-}
-
-// newPages creates a memfd of size zeroed bytes and maps it shared and
-// read-write. The memfd stays open: grants name pages by (fd, offset).
-func newPages(size int) (fd int, base unsafe.Pointer, err error) {
-	fd, err = unix.MemfdCreate("gntsim", unix.MFD_CLOEXEC)
-	if err != nil {
-		return -1, nil, fmt.Errorf("gntsim: memfd_create: %w", err)
-	}
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		unix.Close(fd)
-		return -1, nil, fmt.Errorf("gntsim: ftruncate memfd to %d bytes: %w", size, err)
-	}
-	base, err = unix.MmapPtr(fd, 0, nil, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		unix.Close(fd)
-		return -1, nil, fmt.Errorf("gntsim: mmap %d bytes of memfd: %w", size, err)
-	}
-	return fd, base, nil
 }
 
 // allocRef returns an unused grant reference: increasing numbers from
@@ -367,12 +352,14 @@ type mapper struct{ handle }
 // it fault. A reference that peer has not granted (or has revoked), or has
 // granted to another domain, gives an error wrapping gnt.ErrBadRef; no refs,
 // more than MaxMapPages of them, or an invalid notification give one
-// wrapping unix.EINVAL.
+// wrapping syscall.EINVAL. Off Linux, refs that are not consecutive pages of
+// one Share give one wrapping errors.ErrUnsupported, and read-only regions
+// are not protected.
 func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.UnmapNotify) (gnt.Region, error) {
 	t, d := m.t, m.dom
 	n := len(refs)
 	if n < 1 || n > MaxMapPages {
-		return nil, fmt.Errorf("gntsim: map %d pages: count must be 1..%d: %w", n, MaxMapPages, unix.EINVAL)
+		return nil, fmt.Errorf("gntsim: map %d pages: count must be 1..%d: %w", n, MaxMapPages, syscall.EINVAL)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -409,40 +396,19 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 		return nil, err
 	}
 	d.mapped += n
-	r := &region{t: t, dom: d, fd: -1}
+	r := &region{t: t, dom: d}
 	r.init(base, size, notify, hold)
 	return r, nil
 }
 
-// mapGrants reserves an address range for len(grants) pages and maps each
-// page over it from its memfd, MAP_FIXED, coalescing runs of consecutive
-// pages of the same memfd into one mmap. t.mu must be held, so that no memfd
-// is closed meanwhile.
-func mapGrants(grants []*grant, writable bool) (unsafe.Pointer, error) {
-	size := uintptr(len(grants)) * gnt.PageSize
-	base, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, fmt.Errorf("gntsim: reserve %d bytes of address space: %w", size, err)
+// runEnd returns the end of the run of grants that starts at i: consecutive
+// pages of one Share, which one mmap (or, off Linux, one slice) covers.
+func runEnd(grants []*grant, i int) int {
+	j := i + 1
+	for j < len(grants) && grants[j].src == grants[i].src && grants[j].page == grants[i].page+int64(j-i) {
+		j++
 	}
-	prot := unix.PROT_READ
-	if writable {
-		prot |= unix.PROT_WRITE
-	}
-	for i := 0; i < len(grants); {
-		g := grants[i]
-		j := i + 1
-		for j < len(grants) && grants[j].fd == g.fd && grants[j].page == g.page+int64(j-i) {
-			j++
-		}
-		addr := unsafe.Add(base, i*gnt.PageSize)
-		_, err := unix.MmapPtr(g.fd, g.page*gnt.PageSize, addr, uintptr(j-i)*gnt.PageSize, prot, unix.MAP_SHARED|unix.MAP_FIXED)
-		if err != nil {
-			unix.MunmapPtr(base, size)
-			return nil, fmt.Errorf("gntsim: mmap %d granted pages: %w", j-i, err)
-		}
-		i = j
-	}
-	return base, nil
+	return j
 }
 
 // region is a mapping of granted pages: one a domain shared (shared is set)
@@ -455,7 +421,7 @@ type region struct {
 	mem  []byte
 
 	shared bool
-	fd     int       // the memfd, for a shared region; -1 otherwise
+	src    *pages    // for a shared region
 	refs   []gnt.Ref // for a shared region
 
 	notify gnt.UnmapNotify // zero if none
@@ -512,7 +478,7 @@ func (r *region) Close() error {
 }
 
 func unmap(r *region) error {
-	if err := unix.MunmapPtr(r.base, uintptr(len(r.mem))); err != nil {
+	if err := munmap(r.base, len(r.mem)); err != nil {
 		return fmt.Errorf("gntsim: munmap region of domain %d: %w", r.dom.id, err)
 	}
 	return nil
@@ -533,7 +499,7 @@ func (t *Table) closeLocked(r *region) error {
 			delete(d.grants, ref)
 		}
 		d.granted -= len(r.refs)
-		unix.Close(r.fd)
+		r.src.release()
 	} else {
 		d.mapped -= len(r.mem) / gnt.PageSize
 	}
