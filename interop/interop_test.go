@@ -172,7 +172,7 @@ func TestStream(t *testing.T) {
 }
 
 // orderCases are (read_min, write_min) pairs around every rule of
-// libxenvchan_server_init's order choice (PROTOCOL.md §1.4).
+// libxenvchan_server_init's order choice (docs/PROTOCOL.md §1.4).
 var orderCases = []ringCase{
 	{0, 0}, {1, 1}, {1024, 2048}, {2048, 1024}, {1025, 1024}, {1024, 2049},
 	{2048, 2048}, {2048, 4096}, {4096, 2048}, {4096, 4096}, {4097, 1},

@@ -20,7 +20,7 @@ import (
 // Conn is one vchan connection. It implements net.Conn and is safe for
 // concurrent use: reads are serialised with reads, writes with writes.
 //
-// The vchan wire protocol has no half-close (PROTOCOL.md §7): a side is
+// The vchan wire protocol has no half-close (docs/PROTOCOL.md §7): a side is
 // either open or closed as a whole. So Conn has no CloseWrite. Close ends
 // both directions, but what was written before Close is not lost: the peer
 // reads it and then gets io.EOF. To know that the peer has read everything,
@@ -383,7 +383,7 @@ func (c *Conn) opErr(op string, err error) error {
 
 // Close closes the connection: it marks this side closed in the shared page,
 // unmaps the rings, wakes the peer and unbinds the event channel, in
-// libxenvchan's order (PROTOCOL.md §8). Blocked Read and Write calls return
+// libxenvchan's order (docs/PROTOCOL.md §8). Blocked Read and Write calls return
 // net.ErrClosed. Data already written is still delivered to the peer.
 func (c *Conn) Close() error {
 	first := false

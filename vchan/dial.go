@@ -129,7 +129,7 @@ type dialer struct {
 }
 
 // connect reads the server's ring-ref and event-channel and connects to them,
-// in libxenvchan_client_init's order (PROTOCOL.md §9): bind the event
+// in libxenvchan_client_init's order (docs/PROTOCOL.md §9): bind the event
 // channel, map the page with an unmap notify on cli_live, validate the
 // layout, map the rings (the one it reads read-only), claim the ring, notify.
 func (d *dialer) connect() (_ *Conn, err error) {
@@ -198,7 +198,7 @@ func (d *dialer) connect() (_ *Conn, err error) {
 		}
 		return nil, err
 	}
-	ch.Notify() // the connect wake-up (PROTOCOL.md §3)
+	ch.Notify() // the connect wake-up (docs/PROTOCOL.md §3)
 	return newConn(d.host, ep, ch, regions, d.local, d.remote), nil
 }
 

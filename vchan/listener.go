@@ -115,7 +115,7 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 
 // publish shares a fresh ring with the client domain and writes its
 // ring-ref and event-channel into xenstore, readable by the client only, in
-// one transaction, in libxenvchan_server_init's order (PROTOCOL.md §9).
+// one transaction, in libxenvchan_server_init's order (docs/PROTOCOL.md §9).
 //
 // The first publish also claims the directory, in the same transaction: it
 // fails with EADDRINUSE if a live Listener owns it, and otherwise records

@@ -9,7 +9,7 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
-// Xenstore daemons limit what one unprivileged domain may hold (PROTOCOL.md
+// Xenstore daemons limit what one unprivileged domain may hold (docs/PROTOCOL.md
 // §13.7). Qubes users hit both quotas below with vchan (issues 5343, 11059);
 // the raw errno ("argument list too long", "no space left on device") does
 // not tell them which limit, or how to raise it.

@@ -10,7 +10,7 @@ import (
 
 // TestNoLostWakeup streams through the smallest rings many times, where
 // reader and writer block on each other most often: a missed notification
-// (a broken request-then-recheck / move-then-check pair, PROTOCOL.md §4)
+// (a broken request-then-recheck / move-then-check pair, docs/PROTOCOL.md §4)
 // shows up as a hang, caught here by a timeout.
 func TestNoLostWakeup(t *testing.T) {
 	iterations := 200

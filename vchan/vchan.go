@@ -44,7 +44,7 @@ const MaxRingSize = 1 << ring.MaxOrder
 
 // MaxPathLen is the longest xenstore base path accepted. libxenvchan builds
 // "<path>/event-channel" in a 64-byte buffer and silently truncates longer
-// paths (PROTOCOL.md §9), so a longer path would work between Go peers and
+// paths (docs/PROTOCOL.md §9), so a longer path would work between Go peers and
 // fail, confusingly, with a C peer. It is refused instead.
 const MaxPathLen = 49
 
@@ -151,7 +151,7 @@ func isPort(s string) bool {
 	return s != ""
 }
 
-// checkPath applies xenstore's path rules (PROTOCOL.md §13.3).
+// checkPath applies xenstore's path rules (docs/PROTOCOL.md §13.3).
 func checkPath(p string) error {
 	if p == "/" || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
 		return fmt.Errorf("invalid xenstore path %q", p)

@@ -1,6 +1,6 @@
 // Package evtchn defines the Xen event channels the vchan engine needs: one
 // interdomain channel per connection, used to wake the peer on new data, new
-// space, connect and close (PROTOCOL.md §4, §12).
+// space, connect and close (docs/PROTOCOL.md §4, §12).
 //
 // The engine depends on the Device and Channel interfaces only; the real
 // /dev/xen/evtchn device and the simulated host both implement them.

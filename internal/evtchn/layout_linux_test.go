@@ -36,7 +36,7 @@ func TestLayoutMatchesHeaders(t *testing.T) {
 		{Name: "sizeof(notify)", C: "sizeof(struct ioctl_evtchn_notify)", Go: u(unsafe.Sizeof(notify))},
 		{Name: "notify.port", C: "offsetof(struct ioctl_evtchn_notify, port)", Go: u(unsafe.Offsetof(notify.Port))},
 		// A pending port as read() returns it and write() takes it back is
-		// an evtchn_port_t, a u32 (PROTOCOL.md §12); the argument structs
+		// an evtchn_port_t, a u32 (docs/PROTOCOL.md §12); the argument structs
 		// hold ports as unsigned int.
 		{Name: "sizeof(unsigned_int)", C: "sizeof(unsigned int)", Go: 4},
 	})

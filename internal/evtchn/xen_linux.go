@@ -2,7 +2,7 @@
 
 package evtchn
 
-// The real event channel device, /dev/xen/evtchn (PROTOCOL.md §12).
+// The real event channel device, /dev/xen/evtchn (docs/PROTOCOL.md §12).
 //
 // Every channel has a device handle of its own, as every libxenvchan
 // connection has. The handle's descriptor is non-blocking and joins Go's
@@ -44,7 +44,7 @@ const (
 // ioctl request numbers: _IOC(_IOC_NONE, 'E', nr, sizeof(struct)) in the
 // asm-generic encoding used on x86 and Arm (dir<<30 | size<<16 | type<<8 |
 // nr, _IOC_NONE = 0). layout_linux_test.go checks them against
-// <xen/evtchn.h>; the values are those of PROTOCOL.md §12.
+// <xen/evtchn.h>; the values are those of docs/PROTOCOL.md §12.
 const (
 	iocNone      = 0
 	iocDirShift  = 30
@@ -85,7 +85,7 @@ type notifyArg struct {
 }
 
 // ioctl issues one ioctl and returns its result: the bind ioctls return the
-// new local port as the system call's return value (PROTOCOL.md §12). The
+// new local port as the system call's return value (docs/PROTOCOL.md §12). The
 // conversion to uintptr is written in the call to unix.Syscall so that the
 // argument stays alive and in place for the call (package unsafe, rule 4).
 func ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
@@ -113,7 +113,7 @@ type sysCalls struct {
 var realSys = sysCalls{open: openDevice, ioctl: ioctl, read: unix.Read}
 
 // openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
-// non-blocking, so that it joins the runtime poller (PROTOCOL.md §12).
+// non-blocking, so that it joins the runtime poller (docs/PROTOCOL.md §12).
 func openDevice() (int, error) {
 	for {
 		fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -243,7 +243,7 @@ func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error
 		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
 	}
 	// Ports start enabled, but libxenvchan unmasks once after binding;
-	// doing the same is harmless (PROTOCOL.md §12). A failure here changes
+	// doing the same is harmless (docs/PROTOCOL.md §12). A failure here changes
 	// nothing, so it is not reported.
 	_, _ = unix.Write(fd, c.portBytes[:])
 	return c, nil
@@ -282,7 +282,7 @@ type channel struct {
 func (c *channel) LocalPort() Port { return c.port }
 
 // Wait blocks in the runtime poller until the port fires, then reads it
-// from the handle and writes it back to unmask it (PROTOCOL.md §12).
+// from the handle and writes it back to unmask it (docs/PROTOCOL.md §12).
 func (c *channel) Wait(deadline time.Time) error {
 	if err := c.failed(); err != nil {
 		return err
@@ -387,7 +387,7 @@ func (c *channel) Notify() error {
 }
 
 // Close closes the channel's handle, which unbinds its port
-// (evtchn_release, PROTOCOL.md §12). No Wait may be in progress.
+// (evtchn_release, docs/PROTOCOL.md §12). No Wait may be in progress.
 func (c *channel) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -9,7 +9,7 @@ package gnt
 import "errors"
 
 // PageSize is the size of one granted page. The vchan protocol fixes it at
-// 4096 bytes (PROTOCOL.md §1.3).
+// 4096 bytes (docs/PROTOCOL.md §1.3).
 const PageSize = 4096
 
 // Ref is a grant reference: the number by which a domain names a page it
@@ -18,7 +18,7 @@ type Ref uint32
 
 // UnmapNotify says what happens when the last local user of a mapping goes
 // away: on Close, or when the process dies. This is how a vchan peer learns
-// that its partner crashed (PROTOCOL.md §5).
+// that its partner crashed (docs/PROTOCOL.md §5).
 type UnmapNotify struct {
 	// ClearByte, if set, asks for the byte at Offset in the mapping (counted
 	// from its first page) to be set to 0.

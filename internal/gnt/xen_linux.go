@@ -2,8 +2,8 @@
 
 package gnt
 
-// The real grant devices: /dev/xen/gntalloc to share pages (PROTOCOL.md §10)
-// and /dev/xen/gntdev to map pages another domain shared (PROTOCOL.md §11).
+// The real grant devices: /dev/xen/gntalloc to share pages (docs/PROTOCOL.md §10)
+// and /dev/xen/gntdev to map pages another domain shared (docs/PROTOCOL.md §11).
 // The sequences follow libxengnttab (xen tools/libs/gnttab/linux.c); the
 // ioctl structs mirror the Linux uapi headers <xen/gntalloc.h> and
 // <xen/gntdev.h> field for field, and layout_linux_test.go checks them
@@ -24,7 +24,7 @@ import (
 )
 
 // maxPages is the largest number of pages one Share or Map accepts. A vchan
-// needs at most 257 (one shared page plus 256 ring pages, PROTOCOL.md §1.3);
+// needs at most 257 (one shared page plus 256 ring pages, docs/PROTOCOL.md §1.3);
 // 1<<16 is also the default per-request limit of recent gntdev drivers.
 const maxPages = 1 << 16
 
@@ -33,7 +33,7 @@ const maxPages = 1 << 16
 // on, use: dir<<30 | size<<16 | type<<8 | nr, with _IOC_NONE = 0. The size
 // is the C struct's, flexible one-element array included, so it differs on
 // 386 exactly where C's does. On amd64 and arm64 the values are the ones in
-// PROTOCOL.md §10 and §11.
+// docs/PROTOCOL.md §10 and §11.
 const (
 	iocNone      = 0
 	iocDirShift  = 30
@@ -135,7 +135,7 @@ func argBuf(size uintptr) unsafe.Pointer {
 
 // allocGrefSize is the size of the IOCTL_GNTALLOC_ALLOC_GREF argument for
 // count pages. The driver copies sizeof(struct) in and out whole (one gref
-// included), then writes count grefs from offsetof(gref_ids) (PROTOCOL.md
+// included), then writes count grefs from offsetof(gref_ids) (docs/PROTOCOL.md
 // §10): the buffer must hold both.
 func allocGrefSize(count int) uintptr {
 	var a gntallocAllocGref
@@ -167,7 +167,7 @@ func allocGrefResult(p unsafe.Pointer, count int) (index uint64, refs []Ref) {
 
 // mapGrantRefSize is the size of the IOCTL_GNTDEV_MAP_GRANT_REF argument for
 // count grants: the driver reads count (domid, ref) pairs from
-// offsetof(refs) and copies sizeof(struct) back (PROTOCOL.md §11).
+// offsetof(refs) and copies sizeof(struct) back (docs/PROTOCOL.md §11).
 func mapGrantRefSize(count int) uintptr {
 	var m gntdevMapGrantRef
 	return max(unsafe.Sizeof(m), unsafe.Offsetof(m.Refs)+uintptr(count)*unsafe.Sizeof(m.Refs[0]))
@@ -258,7 +258,7 @@ func raiseHint(param, cur string, need int) string {
 }
 
 // allocNoSpaceError explains ENOSPC from IOCTL_GNTALLOC_ALLOC_GREF: the
-// driver's global grant limit (PROTOCOL.md §10), which also counts pages
+// driver's global grant limit (docs/PROTOCOL.md §10), which also counts pages
 // that were released here but are still mapped by another domain. cur is
 // the limit's current value, "" if unknown.
 func allocNoSpaceError(peer uint16, count int, errno error, cur string) error {
@@ -387,7 +387,7 @@ type sharer struct {
 }
 
 // OpenSharer opens /dev/xen/gntalloc. Its Share follows libxengnttab's
-// sequence (PROTOCOL.md §10): ALLOC_GREF, mmap, SET_UNMAP_NOTIFY, and at
+// sequence (docs/PROTOCOL.md §10): ALLOC_GREF, mmap, SET_UNMAP_NOTIFY, and at
 // once DEALLOC_GREF, so that the pages live exactly as long as the mapping
 // and the region's Close is just munmap.
 func OpenSharer() (Sharer, error) {
@@ -448,7 +448,7 @@ func (s *sharer) Share(peer uint16, count int, notify *UnmapNotify) (SharedRegio
 
 	if action != 0 {
 		// The index names the byte: mmap offset plus its offset in the
-		// mapping; the driver splits it into page and byte (PROTOCOL.md §5).
+		// mapping; the driver splits it into page and byte (docs/PROTOCOL.md §5).
 		n := unmapNotifyArg{Index: index + uint64(notify.Offset), Action: action, Port: notify.Port}
 		if err := ioctl(s.fd, ioctlGntallocSetUnmapNotify, unsafe.Pointer(&n)); err != nil {
 			err = notifyError("gntalloc", notify, err)
@@ -519,11 +519,11 @@ type mapper struct {
 }
 
 // mapRetries bounds the attempts to map a grant that Xen reports as paged
-// out (EAGAIN), 1 ms apart as in libxengnttab (PROTOCOL.md §11).
+// out (EAGAIN), 1 ms apart as in libxengnttab (docs/PROTOCOL.md §11).
 const mapRetries = 5000
 
 // OpenMapper opens /dev/xen/gntdev. Its Map follows libxengnttab's sequence
-// (PROTOCOL.md §11): MAP_GRANT_REF, mmap, SET_UNMAP_NOTIFY, and
+// (docs/PROTOCOL.md §11): MAP_GRANT_REF, mmap, SET_UNMAP_NOTIFY, and
 // UNMAP_GRANT_REF on failure.
 func OpenMapper() (Mapper, error) {
 	fd, err := openDev(gntdevDev)
@@ -545,7 +545,7 @@ func (m *mapper) Map(peer uint16, refs []Ref, writable bool, notify *UnmapNotify
 		return nil, err
 	}
 	if action&unmapNotifyClearByte != 0 && !writable {
-		// The driver refuses it with EINVAL (PROTOCOL.md §5); say why here.
+		// The driver refuses it with EINVAL (docs/PROTOCOL.md §5); say why here.
 		return nil, fmt.Errorf("gntdev: unmap notify cannot clear a byte of a read-only mapping: map the pages writable")
 	}
 	prot := unix.PROT_READ

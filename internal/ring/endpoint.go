@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// Memory ordering (PROTOCOL.md §6, §4).
+// Memory ordering (docs/PROTOCOL.md §6, §4).
 //
 // libxenvchan orders its accesses to the shared page with xen_mb/rmb/wmb
 // barriers around plain loads and stores, and with GCC __sync byte atomics for
@@ -102,7 +102,7 @@ type Endpoint struct {
 // an in-page order), refs the grant references of their pages, left first.
 // The page then holds the orders, the grant list, cli_live = 2 (waiting),
 // srv_live = 1 and a write-notify request, as libxenvchan's server_init
-// leaves it (PROTOCOL.md §3, §9).
+// leaves it (docs/PROTOCOL.md §3, §9).
 func NewServer(page []byte, l Layout, left, right []byte, refs []uint32) (*Endpoint, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
@@ -313,7 +313,7 @@ func (e *Endpoint) Close() {
 
 // Claim connects a client: it moves cli_live from 2 (waiting) to 1 and asks
 // the server to signal new data, as libxenvchan's client_init does
-// (PROTOCOL.md §3). It fails if the ring is not waiting for a client (taken
+// (docs/PROTOCOL.md §3). It fails if the ring is not waiting for a client (taken
 // by another client, or the server is gone), so two clients never share a
 // ring. The caller then notifies the event channel unconditionally.
 func (e *Endpoint) Claim() error {

@@ -26,7 +26,7 @@ func FuzzReadLayout(f *testing.F) {
 			}
 			return
 		}
-		// An independent statement of the rule (PROTOCOL.md §1.3): the
+		// An independent statement of the rule (docs/PROTOCOL.md §1.3): the
 		// list ends before any in-page ring, and inside the page.
 		end := offGrants + 4*len(refs)
 		limit := PageSize

@@ -1,6 +1,6 @@
 // Package ring is the vchan wire protocol over the shared memory: the page
 // header, the ring orders and their placement, the free-running indices, the
-// notify bits and the live bytes (PROTOCOL.md §1-§6). It is pure code over
+// notify bits and the live bytes (docs/PROTOCOL.md §1-§6). It is pure code over
 // byte slices: it knows nothing of grants, event channels or xenstore, and
 // never blocks. Everything the peer can write is validated before use.
 package ring
@@ -11,7 +11,7 @@ import (
 	"fmt"
 )
 
-// Offsets in the shared page, struct vchan_interface (PROTOCOL.md §1.2).
+// Offsets in the shared page, struct vchan_interface (docs/PROTOCOL.md §1.2).
 const (
 	offLeftCons   = 0  // left ring: the client writes, the server reads
 	offLeftProd   = 4  //
@@ -30,7 +30,7 @@ const (
 	HeaderSize = offGrants
 )
 
-// Ring orders: a ring holds 2^order bytes (PROTOCOL.md §1.3).
+// Ring orders: a ring holds 2^order bytes (docs/PROTOCOL.md §1.3).
 const (
 	MinOrder  = 10 // 1 KiB, inside the shared page at offset 1024
 	MaxOrder  = 20 // 1 MiB, 256 separately granted pages
@@ -38,13 +38,13 @@ const (
 	PageSize  = 1 << PageOrder
 )
 
-// Notify request bits (PROTOCOL.md §4).
+// Notify request bits (docs/PROTOCOL.md §4).
 const (
 	NotifyWrite = 0x1 // "notify me when you produce"
 	NotifyRead  = 0x2 // "notify me when you consume"
 )
 
-// Live byte values (PROTOCOL.md §3).
+// Live byte values (docs/PROTOCOL.md §3).
 const (
 	LiveClosed  = 0 // exited, closed or crashed
 	LiveOpen    = 1 // connected
@@ -67,7 +67,7 @@ type Layout struct {
 }
 
 // ServerLayout picks the orders from the server's minimum sizes exactly as
-// libxenvchan_server_init does (PROTOCOL.md §1.4), so that the same arguments
+// libxenvchan_server_init does (docs/PROTOCOL.md §1.4), so that the same arguments
 // give the same page as the C server. readMin sizes the server's read ring
 // (left), writeMin its write ring (right).
 func ServerLayout(readMin, writeMin int) (Layout, error) {
@@ -125,7 +125,7 @@ func (l Layout) grantCapacity() int {
 }
 
 // Validate checks orders that came from the shared page, where the peer
-// wrote them (PROTOCOL.md §1.3): each within 10..20, the in-page orders 10 and
+// wrote them (docs/PROTOCOL.md §1.3): each within 10..20, the in-page orders 10 and
 // 11 only as a pair of different orders, and a grant list that fits.
 func (l Layout) Validate() error {
 	for _, o := range [2]uint16{l.Left, l.Right} {

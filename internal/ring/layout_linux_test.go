@@ -32,7 +32,7 @@ func interopInclude(t *testing.T) string {
 }
 
 // TestLayoutMatchesLibxenvchan proves the shared-page offsets of layout.go
-// (PROTOCOL.md §1.1, §1.2) and the notify bits (§4) against struct
+// (docs/PROTOCOL.md §1.1, §1.2) and the notify bits (§4) against struct
 // ring_shared and struct vchan_interface of Xen's own libxenvchan.h,
 // compiled with gcc. The header includes <xen/io/libxenvchan.h>,
 // <xen/xen.h>, <xenevtchn.h> and <xengnttab.h>; CPATH puts the unpacked

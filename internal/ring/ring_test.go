@@ -119,7 +119,7 @@ func TestInPageRingPlacement(t *testing.T) {
 }
 
 // TestServerLayout checks the order choice against libxenvchan_server_init's
-// rule (PROTOCOL.md §1.4), written out case by case.
+// rule (docs/PROTOCOL.md §1.4), written out case by case.
 func TestServerLayout(t *testing.T) {
 	for _, tc := range []struct {
 		read, write int

@@ -413,7 +413,7 @@ func (c *conn) addRegionLocked(r *region) {
 
 // checkNotifyLocked validates an unmap notification for a mapping of size
 // bytes and takes a hold on its port, as gntalloc and gntdev take an
-// evtchn_get reference (PROTOCOL.md §5). It clears n if it asks for nothing.
+// evtchn_get reference (docs/PROTOCOL.md §5). It clears n if it asks for nothing.
 func (c *conn) checkNotifyLocked(n *gnt.UnmapNotify, size int, writable bool) (*evtsim.PortRef, error) {
 	if n.ClearByte {
 		if n.Offset < 0 || n.Offset >= size {

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 
 // runChild is domain 1 in a separate process: it binds a port for dom0,
 // shares one page with dom0 with the unmap notification a vchan server
-// uses (PROTOCOL.md §5), writes "child" into it, prints
+// uses (docs/PROTOCOL.md §5), writes "child" into it, prints
 // "READY <ref> <port>", then answers "check <text>" (is <text> at offset
 // 100?) until it is killed or stdin closes.
 func runChild(dir string) error {

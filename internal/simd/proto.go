@@ -82,7 +82,7 @@
 // notification is unmapped (unmap request), or its process dies (its
 // control connection closes), the daemon clears the byte with an atomic AND
 // on the aligned 32-bit word and sends the event on the port held for it,
-// exactly as gntalloc and gntdev do on munmap or process exit (PROTOCOL.md
+// exactly as gntalloc and gntdev do on munmap or process exit (docs/PROTOCOL.md
 // §5). Then it closes the connection's ports. When the last connection of a
 // domain other than dom0 closes, the domain is released: its xenstore home
 // goes and @releaseDomain fires.
@@ -158,7 +158,7 @@ const (
 )
 
 // DefaultGrantLimit is the number of pages one domain may have granted at
-// once, the default of Linux's gntalloc `limit` parameter (PROTOCOL.md §10).
+// once, the default of Linux's gntalloc `limit` parameter (docs/PROTOCOL.md §10).
 const DefaultGrantLimit = 1024
 
 // firstDomIDReserved is DOMID_FIRST_RESERVED: domain ids from here on are

@@ -218,7 +218,7 @@ func TestUnmapNotify(t *testing.T) {
 	d := startDaemon(t, 0)
 	dom0, dom1 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1)
 
-	// Like a vchan server (dom1) and client (dom0), PROTOCOL.md §5.
+	// Like a vchan server (dom1) and client (dom0), docs/PROTOCOL.md §5.
 	srvCh := must[evtchn.Channel](t)(dom1.Evtchn().BindUnbound(0))
 	srv := must[gnt.SharedRegion](t)(dom1.Sharer().Share(0, 1, &gnt.UnmapNotify{ClearByte: true, Offset: 21, SendEvent: true, Port: uint32(srvCh.LocalPort())}))
 	cliCh := must[evtchn.Channel](t)(dom0.Evtchn().BindInterdomain(1, srvCh.LocalPort()))

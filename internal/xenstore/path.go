@@ -7,14 +7,14 @@ import (
 	"syscall"
 )
 
-// The special watch paths (PROTOCOL.md §13.3). They name no node and are
+// The special watch paths (docs/PROTOCOL.md §13.3). They name no node and are
 // valid only for Watch and Unwatch.
 const (
 	IntroduceDomainPath = "@introduceDomain"
 	ReleaseDomainPath   = "@releaseDomain"
 )
 
-// Path length limits (PROTOCOL.md §13.3, WIRE 120-121).
+// Path length limits (docs/PROTOCOL.md §13.3, WIRE 120-121).
 const (
 	MaxAbsPathLen = 3072 // longest absolute path, in bytes
 	MaxRelPathLen = 2048 // longest relative path, in bytes

@@ -8,7 +8,7 @@ import (
 )
 
 // Access is the access right of one permission entry, as its wire letter
-// (PROTOCOL.md §13.5).
+// (docs/PROTOCOL.md §13.5).
 type Access byte
 
 // The four access rights.

@@ -11,7 +11,7 @@ import (
 
 // Limits are the per-domain quotas the store enforces on unprivileged
 // domains (every domain but dom0), with C xenstored's defaults in
-// DefaultLimits (PROTOCOL.md §13.7). A limit of zero or less means no limit.
+// DefaultLimits (docs/PROTOCOL.md §13.7). A limit of zero or less means no limit.
 type Limits struct {
 	Nodes        int // nodes owned per unprivileged domain (C xenstored: 1000)
 	Watches      int // watches per unprivileged domain (128)
@@ -78,7 +78,7 @@ func (n *node) withoutChild(name string) *node {
 func cloneBytes(b []byte) []byte { return append([]byte{}, b...) }
 
 // Store is an in-memory xenstore with C xenstored's permissions, optimistic
-// transactions, watches and quotas (PROTOCOL.md §13). Domains talk to it
+// transactions, watches and quotas (docs/PROTOCOL.md §13). Domains talk to it
 // through Sessions (the per-connection API a wire server needs) or through
 // the Client returned by Connect. dom0 is the privileged domain: it bypasses
 // permission checks and quotas. A Store is safe for concurrent use.

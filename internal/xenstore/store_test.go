@@ -318,7 +318,7 @@ func TestEACCESvsENOENT(t *testing.T) {
 	wantErr(t, "dom1 set_perms hidden", d1.SetPerms(0, "/secret/missing", []Perm{{1, AccessNone}}), syscall.EACCES)
 }
 
-// TestVchanPattern is what a vchan server and client do (PROTOCOL.md §9).
+// TestVchanPattern is what a vchan server and client do (docs/PROTOCOL.md §9).
 func TestVchanPattern(t *testing.T) {
 	s := newStore(t, 1, 2)
 	server := s.Connect(0)

@@ -1,5 +1,5 @@
 // Package xenstore defines the xenstore operations the vchan library needs
-// (PROTOCOL.md §13) and implements them: an in-memory store with Xen's
+// (docs/PROTOCOL.md §13) and implements them: an in-memory store with Xen's
 // permissions, transactions, watches and quotas, which the simulated host
 // uses, and (elsewhere in this package) the wire protocol.
 //
@@ -76,7 +76,7 @@ type Client interface {
 const MaxUpdateAttempts = 64
 
 // Update runs fn inside a transaction and commits it, retrying from the start
-// when the commit conflicts (EAGAIN), as libxenvchan does (PROTOCOL.md §9).
+// when the commit conflicts (EAGAIN), as libxenvchan does (docs/PROTOCOL.md §9).
 func Update(c Client, fn func(tx Ops) error) error {
 	for attempt := 0; ; attempt++ {
 		tx, err := c.Begin()

@@ -4,7 +4,7 @@
 //
 // A Switch is the host's event-channel table, shared by all simulated
 // domains. Each domain gets handles to it with Open, the way a process opens
-// /dev/xen/evtchn. The semantics follow Xen's (PROTOCOL.md §12):
+// /dev/xen/evtchn. The semantics follow Xen's (docs/PROTOCOL.md §12):
 //
 //   - Ports are numbered per domain, starting at 1 (Xen reserves port 0).
 //     Numbers increase; a number is reused only after the counter wraps.
@@ -118,7 +118,7 @@ func (s *Switch) Open(domid uint16) evtchn.Device {
 // not connected. Unlike Channel.Notify it also works after the port's Channel
 // was closed, as long as the port is still bound in the host (see Hold): this
 // is the kernel-side notify that Linux's gntalloc and gntdev send on unmap
-// (notify_remote_via_evtchn on a LOCAL port; PROTOCOL.md §5).
+// (notify_remote_via_evtchn on a LOCAL port; docs/PROTOCOL.md §5).
 //
 // It fails, with an error wrapping evtchn.ErrClosed, if domid has no such
 // bound port.

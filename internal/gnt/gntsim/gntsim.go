@@ -4,7 +4,7 @@
 //
 // A Table is the host's set of grant tables. Table.Sharer gives a domain the
 // equivalent of /dev/xen/gntalloc and Table.Mapper the equivalent of
-// /dev/xen/gntdev (PROTOCOL.md §10, §11).
+// /dev/xen/gntdev (docs/PROTOCOL.md §10, §11).
 //
 // The pages are real shared memory: each Share creates a memfd and maps it
 // MAP_SHARED, and each grant reference names a page of that memfd. Map
@@ -42,12 +42,12 @@ import (
 
 // DefaultLimit is the number of pages a domain may have granted at once when
 // NewTable is given no limit. It is the default of the Linux gntalloc module
-// parameter `limit` (PROTOCOL.md §10).
+// parameter `limit` (docs/PROTOCOL.md §10).
 const DefaultLimit = 1024
 
 // MaxMapPages bounds the number of references one Map call accepts. It is
 // the default of the Linux gntdev module parameter `limit` in the kernel
-// copy PROTOCOL.md §11 cites; a vchan needs at most 257 pages (one shared
+// copy docs/PROTOCOL.md §11 cites; a vchan needs at most 257 pages (one shared
 // page and two rings of at most 128 pages each).
 const MaxMapPages = 1 << 20
 
@@ -492,7 +492,7 @@ func (t *Table) closeLocked(r *region) error {
 	d := r.dom
 	delete(d.regions, r)
 	if r.shared {
-		// Like gntalloc's unshare (PROTOCOL.md §10): the references go
+		// Like gntalloc's unshare (docs/PROTOCOL.md §10): the references go
 		// away for new maps. The memfd is no longer needed for them, and
 		// the peer's mappings hold the memory on their own.
 		for _, ref := range r.refs {

@@ -170,7 +170,7 @@ func TestUnshareRevokesNewMapsOnly(t *testing.T) {
 }
 
 // notifyPair sets up what a vchan server (domain 0) and client (domain 1) do
-// (PROTOCOL.md §5): an event channel, the shared page granted by the server
+// (docs/PROTOCOL.md §5): an event channel, the shared page granted by the server
 // with notify offset 21, mapped by the client with offset 20, both live bytes
 // set.
 func notifyPair(t *testing.T) (tb *Table, sw *evtsim.Switch, srvCh, cliCh evtchn.Channel, srv gnt.SharedRegion, cli gnt.Region) {

@@ -1,5 +1,5 @@
 // Package xsclient is a xenstore client speaking the wire protocol
-// (PROTOCOL.md §13) over xenstored's unix socket or the /dev/xen/xenbus
+// (docs/PROTOCOL.md §13) over xenstored's unix socket or the /dev/xen/xenbus
 // device. It implements xenstore.Client.
 //
 // Requests may be issued from many goroutines at once: each carries its own
@@ -33,7 +33,7 @@ var (
 	ErrClosed = errors.New("xenstore client is closed")
 )
 
-// Default access paths (PROTOCOL.md §13.6; libxenstore xs_open).
+// Default access paths (docs/PROTOCOL.md §13.6; libxenstore xs_open).
 const (
 	// DefaultRunDir is xenstored's run directory when $XENSTORED_RUNDIR
 	// is unset.

@@ -1,4 +1,4 @@
-// Package xsserver serves the xenstore wire protocol (PROTOCOL.md §13) over
+// Package xsserver serves the xenstore wire protocol (docs/PROTOCOL.md §13) over
 // unix sockets, backed by an in-memory *xenstore.Store. libxenstore-based
 // tools (xenstore-read, xenstore-write, ...) reach it with XENSTORED_PATH
 // set to the socket, and so does package xsclient.

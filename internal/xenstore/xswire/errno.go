@@ -5,7 +5,7 @@ import (
 	"syscall"
 )
 
-// errnoNames is the xsd_errors table of xs_wire.h (PROTOCOL.md §13.4), in
+// errnoNames is the xsd_errors table of xs_wire.h (docs/PROTOCOL.md §13.4), in
 // its order: an ERROR reply carries the errno's name, not its number, so
 // that the protocol does not depend on the host's errno numbering.
 var errnoNames = [...]struct {

@@ -1,5 +1,5 @@
 // Package xswire encodes and decodes the xenstore wire protocol (xs_wire.h;
-// PROTOCOL.md §13): a 16-byte header of four native-endian uint32 fields
+// docs/PROTOCOL.md §13): a 16-byte header of four native-endian uint32 fields
 // (type, req_id, tx_id, len) followed by len bytes of payload, usually
 // NUL-terminated strings.
 //
@@ -103,7 +103,7 @@ func (t Type) String() string {
 	return "TYPE(" + strconv.FormatUint(uint64(t), 10) + ")"
 }
 
-// Sizes and limits of the protocol (xs_wire.h; PROTOCOL.md §13.3, §13.6).
+// Sizes and limits of the protocol (xs_wire.h; docs/PROTOCOL.md §13.3, §13.6).
 const (
 	// HeaderSize is the size of struct xsd_sockmsg.
 	HeaderSize = 16
