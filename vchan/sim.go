@@ -22,7 +22,6 @@ import (
 // network:
 //
 //	sim := vchan.NewSimulator()
-//	defer sim.Close()
 //	ln, _ := vchan.Listen(1, "5000", &vchan.Config{Host: sim.Domain(0)})
 //	c, _ := vchan.Dial(0, "5000", &vchan.Config{Host: sim.Domain(1)})
 type Simulator struct {

@@ -5,8 +5,7 @@
 // A server domain calls Listen with the client's domain ID; it allocates the
 // rings, shares them with that domain only, and publishes them in xenstore.
 // The client calls Dial with the server's domain ID and the same port or
-// path. Existing Go programs get an inter-domain stream by swapping net.Dial
-// for vchan.Dial:
+// path:
 //
 //	// In domain 0:
 //	ln, err := vchan.Listen(5, "5000", nil) // for domain 5, port 5000
@@ -15,9 +14,17 @@
 //	// In domain 5:
 //	conn, err := vchan.Dial(0, "5000", nil)
 //
+// Code written for the net package plugs in through Dialer and
+// ListenConfig, whose addresses are "<domid>:<port or path>" (ParseAddr):
+// a Dialer's DialContext fits net/http's Transport.DialContext and gRPC's
+// WithContextDialer.
+//
 // A port names the conventional xenstore directory
 // /local/domain/<server>/data/vchan/<client>/<port>; an absolute xenstore
-// path may be given instead.
+// path may be given instead. Errors are *net.OpError values with Net
+// "vchan"; errors.Is finds the cause a socket user checks: ECONNREFUSED
+// (nobody listens), EADDRINUSE, EPIPE (the peer closed), ECONNRESET (the
+// peer's domain is gone), net.ErrClosed, os.ErrDeadlineExceeded.
 //
 // Without Xen, a Simulator provides domains inside one process, the way
 // net.Pipe stands in for a network: pass Config{Host: sim.Domain(n)}.
