@@ -679,6 +679,13 @@ func TestExitCodes(t *testing.T) {
 		p.start()
 		p.mustExit(3*time.Second, 2)
 	})
+	for _, args := range [][]string{{"-l", "65535", "p"}, {"32752", "p"}, {"0", "a b"}, {"0", "rel/path"}} {
+		t.Run("bad-args "+strings.Join(args, " "), func(t *testing.T) {
+			p := cat(t, dir, 1, args...)
+			p.start()
+			p.mustExit(3*time.Second, 2)
+		})
+	}
 	t.Run("auto-sim-notice", func(t *testing.T) {
 		if _, err := os.Stat(xenEvtchnDevice); err == nil {
 			t.Skip("Xen is here")

@@ -193,8 +193,11 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usageError{"want two arguments: <server-domid> <port|xenstore-path> (or -l <client-domid> <port|xenstore-path> to listen)"}
 	}
 	id, err := strconv.ParseUint(pos[0], 10, 16)
-	if err != nil {
-		return nil, usageError{fmt.Sprintf("domain ID %q: want a number 0..65535", pos[0])}
+	if err != nil || id > vchan.MaxDomainID {
+		return nil, usageError{fmt.Sprintf("domain ID %q: want a number 0..%d (higher IDs are reserved by Xen)", pos[0], vchan.MaxDomainID)}
+	}
+	if _, err := vchan.ParseAddr(pos[0] + ":" + pos[1]); err != nil {
+		return nil, usageError{fmt.Sprintf("%q is neither a port ([A-Za-z0-9_-]+) nor an absolute xenstore path of at most %d characters", pos[1], vchan.MaxPathLen)}
 	}
 	o.peer, o.port = uint16(id), pos[1]
 

@@ -32,7 +32,7 @@ func main() {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: vchan-simd [-dir DIR] [-grant-limit N] [-v]\n\n"+
 			"Runs a simulated Xen host (grant tables, event channels, xenstored) in the foreground.\n"+
-			"Processes join it with VCHAN_HOST=sim:DIR.\n\n")
+			"Processes join it as domain N with VCHAN_HOST=sim:N (and VCHAN_SIM_DIR=DIR for a non-default -dir).\n\n")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
