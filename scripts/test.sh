@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test: gofmt, go vet, staticcheck, then the whole test
-# suite under the race detector, then each fuzz target for a short while.
+# suite under the race detector, the examples module (net/http, gRPC, TLS,
+# yamux over vchan) likewise, then each fuzz target for a short while.
 # Usage: scripts/test.sh            (FUZZTIME=10s by default; FUZZTIME=0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ echo "== staticcheck"
 "$(go env GOPATH)/bin/staticcheck" ./...
 echo "== go test -race"
 CI=${CI:-} go test -race -count=1 -timeout 20m ./...
+echo "== examples module: go vet, staticcheck, go test -race"
+(cd examples && go vet ./... && "$(go env GOPATH)/bin/staticcheck" ./... && go test -race -count=1 -timeout 10m ./...)
 
 FUZZTIME=${FUZZTIME:-10s}
 if [ "$FUZZTIME" != 0 ]; then
