@@ -20,13 +20,13 @@ import (
 )
 
 // ringPairs are the server's (read, write) minimum sizes under test: the
-// in-page default 1 KiB/2 KiB, single pages, Qubes' 64 KiB, the 1 MiB
+// in-page 1 KiB/2 KiB (libxenvchan's smallest), single pages, Qubes' 64 KiB, the 1 MiB
 // maximum, and asymmetric pairs mixing an in-page ring with a large one.
 var ringPairs = []struct {
 	name        string
 	read, write int
 }{
-	{"inpage-0x0", 0, 0},
+	{"inpage-1x1", 1, 1},
 	{"4096x4096", 4096, 4096},
 	{"65536x65536", 65536, 65536},
 	{"1MiBx1MiB", 1 << 20, 1 << 20},

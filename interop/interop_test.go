@@ -24,6 +24,14 @@ type ringCase struct{ read, write int }
 
 func (rc ringCase) String() string { return fmt.Sprintf("r%d_w%d", rc.read, rc.write) }
 
+// config gives a Go server what libxenvchan_server_init gets as rc: the
+// same sizes, except that libxenvchan's 0 (its smallest rings) is 1 for
+// vchan.Config, where 0 means the 64 KiB default. Both round to the same
+// in-page order.
+func (rc ringCase) config(h *vchan.Host) *vchan.Config {
+	return &vchan.Config{Host: h, ReadBufferSize: max(rc.read, 1), WriteBufferSize: max(rc.write, 1)}
+}
+
 // streamCases are the ring sizes of TestStream, and how many bytes go each
 // way: enough to wrap every ring many times, small enough that the suite
 // stays fast (every event is a round trip to the daemon).
@@ -53,7 +61,7 @@ func connect(t testing.TB, e *env, goServer bool, rc ringCase, args ...string) (
 	var p *proc
 	if goServer {
 		path := vpath(gdom, cdom, "s")
-		ln, err := vchan.Listen(cdom, path, &vchan.Config{Host: h, ReadBufferSize: rc.read, WriteBufferSize: rc.write})
+		ln, err := vchan.Listen(cdom, path, rc.config(h))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -534,7 +542,7 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 	var ps pairs
 	rs, ws := strconv.Itoa(rc.read), strconv.Itoa(rc.write)
 	cfg := func(h *vchan.Host) *vchan.Config {
-		return &vchan.Config{Host: h, ReadBufferSize: rc.read, WriteBufferSize: rc.write}
+		return rc.config(h)
 	}
 	// CC
 	s, c := newDom(), newDom()

@@ -170,11 +170,11 @@ func pingPong(b *testing.B, a, c io.ReadWriter) {
 
 func BenchmarkPingPong(b *testing.B) {
 	b.Run("vchan", func(b *testing.B) {
-		_, srv, cli := connPair(b, 0, 0)
+		_, srv, cli := connPair(b, 1, 1)
 		pingPong(b, srv, cli)
 	})
 	b.Run("vchan-spin", func(b *testing.B) {
-		_, srv, cli := connPair(b, 0, 0)
+		_, srv, cli := connPair(b, 1, 1)
 		srv.SetSpinWait(DefaultSpinWait)
 		cli.SetSpinWait(DefaultSpinWait)
 		pingPong(b, srv, cli)

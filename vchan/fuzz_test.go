@@ -61,7 +61,7 @@ func FuzzConnHostilePeer(f *testing.F) {
 
 // fuzzSizes are the ring sizes (server read, server write) the fuzzer picks
 // from: in-page 1 KiB/2 KiB, 2 KiB/1 KiB, one page each, and mixed.
-var fuzzSizes = [4][2]int{{0, 0}, {2048, 1024}, {4096, 4096}, {8192, 1024}}
+var fuzzSizes = [4][2]int{{1, 1}, {2048, 1024}, {4096, 4096}, {8192, 1024}}
 
 func fuzzConn(t *testing.T, mode byte, script []byte) {
 	_, srv, cli := connPair(t, fuzzSizes[mode>>1%4][0], fuzzSizes[mode>>1%4][1])

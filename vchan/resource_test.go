@@ -31,7 +31,7 @@ func TestIdleUsesNoCPU(t *testing.T) {
 	go ln.Accept() // blocks: nobody dials
 	var conns []*Conn
 	for range 5 {
-		_, srv, cli := connPair(t, 0, 0)
+		_, srv, cli := connPair(t, 1, 1)
 		conns = append(conns, srv, cli)
 	}
 	for _, c := range conns {

@@ -23,7 +23,7 @@ func TestNoLostWakeup(t *testing.T) {
 		want[i] = byte(rng.Uint32())
 	}
 	for i := range iterations {
-		_, srv, cli := connPair(t, 0, 0)
+		_, srv, cli := connPair(t, 1, 1)
 		done := make(chan []byte, 1)
 		go func() {
 			io.Copy(cli, bytes.NewReader(want))

@@ -86,12 +86,13 @@ type Config struct {
 
 	// ReadBufferSize and WriteBufferSize are a server's minimum ring sizes
 	// in bytes, each 0..MaxRingSize: the ring it reads from (which the
-	// client writes) and the ring it writes to. They are rounded up the way
-	// libxenvchan_server_init rounds them: both ≤ 1 KiB/2 KiB share the
-	// page with the header; larger ones get their own pages, a power of two
-	// of at least 4 KiB. The default, 0 and 0, gives 1 KiB and 2 KiB rings,
-	// fine for control messages; bulk transfers want 64 KiB or more. A
-	// client ignores them: the server decides.
+	// client writes) and the ring it writes to. 0 means DefaultRingSize.
+	// Other sizes are rounded up the way libxenvchan_server_init rounds
+	// them, so a C server given the same sizes shares the same layout:
+	// sizes up to 1 KiB/2 KiB share the page with the header (1 and 1 give
+	// libxenvchan's smallest rings, what it gives for 0 and 0); larger ones
+	// get their own pages, a power of two of at least 4 KiB. A client
+	// ignores them: the server decides.
 	ReadBufferSize, WriteBufferSize int
 
 	// WaitForServer makes Dial wait, until its context is done, for a
@@ -114,10 +115,23 @@ func (c *Config) host() (*Host, error) {
 
 func (c *Config) waitForServer() bool { return c != nil && c.WaitForServer }
 
+// DefaultRingSize is the size of each ring when Config leaves it 0: 64 KiB
+// both ways. Measured between two processes with random read and write
+// sizes up to 64 KiB (docs/PERFORMANCE.md, bench/ringsizes), libxenvchan's
+// in-page 1 KiB/2 KiB rings moved 0.17 of a unix socket pair's bytes per
+// second at 4× its CPU per byte; 64 KiB rings moved 0.75 (1 MiB rings 0.90).
+// A 64 KiB pair costs 33 granted pages, so Linux's default gntalloc limit
+// of 1024 pages holds 31 ring pairs: 30 connections and a Listener's
+// spare ring.
+const DefaultRingSize = 64 << 10
+
 func (c *Config) layout() (ring.Layout, error) {
-	var r, w int
-	if c != nil {
-		r, w = c.ReadBufferSize, c.WriteBufferSize
+	r, w := DefaultRingSize, DefaultRingSize
+	if c != nil && c.ReadBufferSize != 0 {
+		r = c.ReadBufferSize
+	}
+	if c != nil && c.WriteBufferSize != 0 {
+		w = c.WriteBufferSize
 	}
 	return ring.ServerLayout(r, w)
 }

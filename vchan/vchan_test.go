@@ -70,7 +70,7 @@ func TestDrainThenEOF(t *testing.T) {
 }
 
 func TestWriteAfterPeerClose(t *testing.T) {
-	_, srv, cli := connPair(t, 0, 0)
+	_, srv, cli := connPair(t, 1, 1)
 	cli.Close()
 	start := time.Now()
 	n, err := srv.Write([]byte("late"))
@@ -85,7 +85,7 @@ func TestWriteAfterPeerClose(t *testing.T) {
 		t.Error("Write after peer close did not fail at once")
 	}
 	// A write blocked on a full ring fails when the peer closes.
-	_, srv2, cli2 := connPair(t, 0, 0)
+	_, srv2, cli2 := connPair(t, 1, 1)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := srv2.Write(make([]byte, 100000))
@@ -104,7 +104,7 @@ func TestWriteAfterPeerClose(t *testing.T) {
 }
 
 func TestCloseErrors(t *testing.T) {
-	_, srv, _ := connPair(t, 0, 0)
+	_, srv, _ := connPair(t, 1, 1)
 	srv.Close()
 	if _, err := srv.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Read after Close = %v, want net.ErrClosed", err)
@@ -125,7 +125,7 @@ func TestCloseErrors(t *testing.T) {
 }
 
 func TestTimeoutError(t *testing.T) {
-	_, srv, _ := connPair(t, 0, 0)
+	_, srv, _ := connPair(t, 1, 1)
 	srv.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	_, err := srv.Read(make([]byte, 1))
 	var ne net.Error
@@ -182,7 +182,7 @@ func TestHostileIndices(t *testing.T) {
 		})
 	}
 	t.Run("client-read-prod-ahead", func(t *testing.T) {
-		_, srv, cli := connPair(t, 0, 0)
+		_, srv, cli := connPair(t, 1, 1)
 		binary.NativeEndian.PutUint32(srv.page()[12:], 5000) // right.prod
 		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := cli.Read(make([]byte, 8)); !errors.Is(err, ErrProtocol) {
@@ -387,10 +387,10 @@ func TestPeerDomainDestroyed(t *testing.T) {
 	for _, victimIsClient := range []bool{true, false} {
 		// The survivor is dom0, which may read every domain's home; between
 		// two domUs, xenstore cannot tell (see peerwatch.go).
-		sim, srv, cli := connPairDoms(t, 0, 3, 0, 0)
+		sim, srv, cli := connPairDoms(t, 0, 3, 1, 1)
 		survivor, victim, victimDom := srv, cli, uint16(3)
 		if !victimIsClient {
-			sim, srv, cli = connPairDoms(t, 2, 0, 0, 0)
+			sim, srv, cli = connPairDoms(t, 2, 0, 1, 1)
 			survivor, victim, victimDom = cli, srv, 2
 		}
 		victim.Write([]byte("last words"))
@@ -546,5 +546,21 @@ func TestFlushPeerReadsAllThenCloses(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv.Close()
+	}
+}
+
+// TestDefaultRingSize: a Config that leaves the sizes 0 gets
+// DefaultRingSize both ways; 1 and 1 give libxenvchan's in-page rings.
+func TestDefaultRingSize(t *testing.T) {
+	_, srv, cli := connPair(t, 0, 0)
+	if r, w := srv.RingSizes(); r != DefaultRingSize || w != DefaultRingSize {
+		t.Errorf("server rings %d/%d, want %d both", r, w, DefaultRingSize)
+	}
+	if r, w := cli.RingSizes(); r != DefaultRingSize || w != DefaultRingSize {
+		t.Errorf("client rings %d/%d, want %d both", r, w, DefaultRingSize)
+	}
+	_, srv, _ = connPair(t, 1, 1)
+	if r, w := srv.RingSizes(); r != 1024 || w != 2048 {
+		t.Errorf("1, 1: server rings %d/%d, want libxenvchan's 1024/2048", r, w)
 	}
 }

@@ -6,8 +6,9 @@
 // that is not tuned for vchan does), against the same program over a unix
 // socket pair. It prints, per ring size, the median throughput, the ratio to
 // the unix socket pair of the same round, the CPU time both peers used per
-// MiB, and the grant cost (pages per ring pair, and how many connections
-// plus one spare ring fit in gntalloc's default limit of 1024 pages).
+// MiB, and the grant cost (pages per ring pair, and how many pairs fit in
+// gntalloc's default limit of 1024 pages: the connections and a Listener's
+// spare ring).
 // Rounds interleave the sizes, so that load from other jobs hits them alike.
 //
 //	go run ./bench/ringsizes -rounds 5 -mib 256
@@ -48,7 +49,7 @@ func main() {
 	}
 	rounds := flag.Int("rounds", 5, "measured rounds")
 	mib := flag.Int("mib", 256, "MiB per transfer")
-	sizes := flag.String("sizes", "0,4096,16384,65536,262144,1048576", "server ring sizes in bytes (0: libxenvchan's in-page 1 KiB/2 KiB)")
+	sizes := flag.String("sizes", "1,4096,16384,65536,262144,1048576", "server ring sizes in bytes (1: libxenvchan's in-page 1 KiB/2 KiB)")
 	flag.Parse()
 	if err := drive(*rounds, *mib, *sizes); err != nil {
 		fmt.Fprintln(os.Stderr, "ringsizes:", err)
@@ -185,7 +186,7 @@ func drive(rounds, mib int, sizeList string) error {
 	fmt.Printf("date %s, %s, %d rounds of %d MiB, random write and read sizes 1..%d B (medians)\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpu, rounds, mib, maxIO)
 	u := median(unixRes)
-	fmt.Println("| ring (server's minimum, both ways) | MB/s | vs unix socket pair | CPU ms per MiB (both peers) | pages per ring pair | connections in 1024 pages (one spare ring) |")
+	fmt.Println("| ring (server's minimum, both ways) | MB/s | vs unix socket pair | CPU ms per MiB (both peers) | pages per ring pair | ring pairs in 1024 pages (a Listener holds one spare) |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, size := range sizes {
 		m := median(results[size])
@@ -193,7 +194,7 @@ func drive(rounds, mib int, sizeList string) error {
 		if size > 2048 {
 			pages += 2 * ringPages(size)
 		}
-		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %d |\n", label(size), m.mbps, m.mbps/u.mbps, m.cpuPerMiB, pages, 1024/pages-1)
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %d |\n", label(size), m.mbps, m.mbps/u.mbps, m.cpuPerMiB, pages, 1024/pages)
 	}
 	fmt.Printf("| unix socket pair | %.0f | 1.00 | %.2f | | |\n", u.mbps, u.cpuPerMiB)
 	return nil
@@ -209,8 +210,8 @@ func ringPages(size int) int {
 
 func label(size int) string {
 	switch {
-	case size == 0:
-		return "default (0, 0): 1 KiB / 2 KiB in the shared page"
+	case size <= 2048:
+		return "1 KiB / 2 KiB in the shared page (libxenvchan's smallest)"
 	case size >= 1<<20:
 		return fmt.Sprintf("%d MiB", size>>20)
 	default:
