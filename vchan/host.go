@@ -2,22 +2,20 @@ package vchan
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/hostenv"
 	"github.com/vchan-go/vchan/internal/simd"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
 // HostEnv is the environment variable that chooses DefaultHost: "xen" (or
 // unset) for the real Xen devices, "sim:<domid>" for the cross-process
-// simulator.
-const HostEnv = "VCHAN_HOST"
+// simulator (or "sim" with the domain in VCHAN_SIM_DOMID).
+const HostEnv = hostenv.Var
 
 // Host is the Xen host a vchan runs on: grant tables, event channels and
 // xenstore, as seen from one domain. XenHost is the real one; a Simulator
@@ -172,29 +170,30 @@ func XenHost() *Host {
 //	"sim:<domid>"   the cross-process simulator (vchan-simd) as domain
 //	                <domid>, in the directory $VCHAN_SIM_DIR or the default
 //	                (see SimHost)
+//	"sim"           the same, with the domain in $VCHAN_SIM_DOMID
 func DefaultHost() (*Host, error) {
-	switch v := os.Getenv(HostEnv); {
-	case v == "" || v == "xen":
-		return XenHost(), nil
-	case strings.HasPrefix(v, "sim:"):
-		id, err := parseDomID([]byte(strings.TrimPrefix(v, "sim:")))
-		if err != nil {
-			return nil, fmt.Errorf("%s=%s: want sim:<domid>, domid 0..65535", HostEnv, strconv.Quote(v))
-		}
-		simHostMu.Lock()
-		defer simHostMu.Unlock()
-		if h := simHosts[id]; h != nil {
-			return h, nil
-		}
-		h, err := SimHost("", id)
-		if err != nil {
-			return nil, err
-		}
-		simHosts[id] = h
-		return h, nil
-	default:
-		return nil, fmt.Errorf("%s=%s: unknown host (want \"xen\" or \"sim:<domid>\")", HostEnv, strconv.Quote(v))
+	spec, err := hostenv.Parse()
+	if err != nil {
+		return nil, err
 	}
+	if spec.Kind != "sim" {
+		return XenHost(), nil
+	}
+	if spec.Domain < 0 {
+		return nil, fmt.Errorf("%s=sim: say which domain this process is: %s=sim:<domid>, or %s=<domid>", HostEnv, HostEnv, hostenv.SimDomIDVar)
+	}
+	id := uint16(spec.Domain)
+	simHostMu.Lock()
+	defer simHostMu.Unlock()
+	if h := simHosts[id]; h != nil {
+		return h, nil
+	}
+	h, err := SimHost("", id)
+	if err != nil {
+		return nil, err
+	}
+	simHosts[id] = h
+	return h, nil
 }
 
 var (

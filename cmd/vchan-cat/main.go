@@ -52,6 +52,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vchan-go/vchan/internal/hostenv"
 	"github.com/vchan-go/vchan/internal/simd"
 	"github.com/vchan-go/vchan/vchan"
 )
@@ -60,7 +61,6 @@ const (
 	defaultRingSize = 64 << 10
 	bufSize         = 256 << 10 // copy buffer: large, for throughput
 	xenEvtchnDevice = "/dev/xen/evtchn"
-	simDomIDEnv     = "VCHAN_SIM_DOMID"
 )
 
 // options are the parsed command line.
@@ -131,7 +131,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Float64Var(&o.quit, "q", 0, "after the input ends and the peer has read it, receive up to `SECS` seconds before closing (negative: until the peer closes)")
 	fs.BoolVar(&o.verbose, "v", false, "report connections and byte counts on stderr")
 	fs.StringVar(&o.host, "host", "", "`kind` of host: xen or sim (default: $VCHAN_HOST, else xen if "+xenEvtchnDevice+" exists, else sim)")
-	fs.Var(&o.domid, "domid", "simulator: the domain `N` this process is (default: VCHAN_HOST=sim:N, else $"+simDomIDEnv+")")
+	fs.Var(&o.domid, "domid", "simulator: the domain `N` this process is (default: VCHAN_HOST=sim:N, else $"+hostenv.SimDomIDVar+")")
 	fs.StringVar(&o.simDir, "sim-dir", "", "simulator: its directory (default: $"+simd.DirEnv+", else $XDG_RUNTIME_DIR/vchan-sim, else /tmp/vchan-sim-<uid>)")
 	return fs
 }
@@ -286,24 +286,13 @@ func run(args []string) int {
 // if its event channel device exists. notice is the line to print when the
 // simulator was chosen for lack of Xen.
 func chooseHost(o *options) (h *vchan.Host, notice string, err error) {
-	kind, envDomid := o.host, -1
-	env := os.Getenv(vchan.HostEnv)
-	switch {
-	case env == "" || env == "xen" || env == "sim":
-	case strings.HasPrefix(env, "sim:"):
-		n, err := strconv.ParseUint(strings.TrimPrefix(env, "sim:"), 10, 16)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s=%q: want xen, sim or sim:<domid>", vchan.HostEnv, env)
-		}
-		envDomid = int(n)
-	default:
-		return nil, "", fmt.Errorf("%s=%q: want xen, sim or sim:<domid>", vchan.HostEnv, env)
+	spec, err := hostenv.Parse()
+	if err != nil {
+		return nil, "", err
 	}
-	if kind == "" && env != "" {
-		kind = env
-		if envDomid >= 0 {
-			kind = "sim"
-		}
+	kind := o.host
+	if kind == "" {
+		kind = spec.Kind
 	}
 	auto := false
 	if kind == "" {
@@ -315,16 +304,9 @@ func chooseHost(o *options) (h *vchan.Host, notice string, err error) {
 	if kind == "xen" {
 		return vchan.XenHost(), "", nil
 	}
-	domid := envDomid
+	domid := spec.Domain
 	if o.domid.set {
 		domid = int(o.domid.id)
-	}
-	if v := os.Getenv(simDomIDEnv); domid < 0 && v != "" {
-		n, err := strconv.ParseUint(v, 10, 16)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s=%q: want a domain ID 0..65535", simDomIDEnv, v)
-		}
-		domid = int(n)
 	}
 	if domid < 0 {
 		why := "in the simulator"
