@@ -102,26 +102,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		n, notify, err := c.ep.Read(p[:min(len(p), copyChunk)])
+		n, err := c.drain(p)
 		if err != nil {
 			return 0, c.opErr("read", c.fail(err))
 		}
 		if n > 0 {
-			if notify {
-				c.ch.Notify()
-			}
-			// Go on in chunks while data is there: each chunk's space is
-			// handed back to the writer as soon as it is copied out.
-			for n < len(p) {
-				m, notify, err := c.ep.Read(p[n:min(len(p), n+copyChunk)])
-				if m == 0 || err != nil {
-					break // an error is reported by the next call
-				}
-				if notify {
-					c.ch.Notify()
-				}
-				n += m
-			}
 			return n, nil
 		}
 		switch live := c.ep.PeerLive(); live {
@@ -129,10 +114,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case ring.LiveClosed:
 			// The peer wrote its data before it cleared its live byte:
 			// one more look drains what arrived in between.
-			if n, notify, err := c.ep.Read(p); n > 0 || err != nil {
-				if notify {
-					c.ch.Notify()
-				}
+			if n, err := c.drain(p); n > 0 || err != nil {
 				return n, c.opErr("read", c.fail(err))
 			}
 			return 0, io.EOF
@@ -154,6 +136,28 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, c.opErr("read", err)
 		}
 	}
+}
+
+// drain copies what the ring holds into p in chunks, so that each chunk's
+// space goes back to the writer (with an event, if it asked for one) as
+// soon as it is copied out. An error after some bytes is left for the next
+// call to report.
+func (c *Conn) drain(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, notify, err := c.ep.Read(p[n:min(len(p), n+copyChunk)])
+		if notify {
+			c.ch.Notify()
+		}
+		if err != nil && n == 0 {
+			return 0, err
+		}
+		if m == 0 || err != nil {
+			break
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // Write writes all of p, blocking while the ring is full, until the write

@@ -41,18 +41,7 @@ func DialContext(ctx context.Context, server uint16, portOrPath string, cfg *Con
 }
 
 func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config, wait bool) (*Conn, *Addr, error) {
-	if err := checkDomain("server", server); err != nil {
-		return nil, nil, err
-	}
-	h, err := cfg.host()
-	if err != nil {
-		return nil, nil, err
-	}
-	own, err := h.DomainID()
-	if err != nil {
-		return nil, nil, err
-	}
-	path, err := resolvePath(portOrPath, server, own)
+	h, own, path, err := resolveEnds(cfg, false, server, portOrPath)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -72,22 +72,11 @@ func Listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 }
 
 func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
-	if err := checkDomain("client", client); err != nil {
-		return nil, err
-	}
 	layout, err := cfg.layout()
 	if err != nil {
 		return nil, err
 	}
-	h, err := cfg.host()
-	if err != nil {
-		return nil, err
-	}
-	own, err := h.DomainID()
-	if err != nil {
-		return nil, err
-	}
-	path, err := resolvePath(portOrPath, own, client)
+	h, own, path, err := resolveEnds(cfg, true, client, portOrPath)
 	if err != nil {
 		return nil, err
 	}

@@ -142,6 +142,30 @@ func PortPath(server, client uint16, port string) string {
 	return fmt.Sprintf("/local/domain/%d/data/vchan/%d/%s", server, client, port)
 }
 
+// resolveEnds does what Listen and Dial both do first: check the peer's
+// domain ID, find the host and this domain's ID, and resolve the path,
+// whose port form names the server's directory for the client.
+func resolveEnds(cfg *Config, listening bool, peer uint16, portOrPath string) (h *Host, own uint16, path string, err error) {
+	role := map[bool]string{true: "client", false: "server"}[listening]
+	if err := checkDomain(role, peer); err != nil {
+		return nil, 0, "", err
+	}
+	if h, err = cfg.host(); err != nil {
+		return nil, 0, "", err
+	}
+	if own, err = h.DomainID(); err != nil {
+		return nil, 0, "", err
+	}
+	server, client := peer, own
+	if listening {
+		server, client = own, peer
+	}
+	if path, err = resolvePath(portOrPath, server, client); err != nil {
+		return nil, 0, "", err
+	}
+	return h, own, path, nil
+}
+
 // resolvePath turns a Listen/Dial argument into an absolute base path: a
 // port ([A-Za-z0-9_-]+, as ocaml-vchan and Qubes use) or an absolute path.
 func resolvePath(portOrPath string, server, client uint16) (string, error) {

@@ -113,29 +113,6 @@ func (s *Switch) Open(domid uint16) evtchn.Device {
 	return &device{sw: s, dom: s.domainLocked(domid)}
 }
 
-// NotifyFrom does what Channel.Notify on port num of domid would do: it raises an
-// event on the remote end of that port, or drops it silently if the port is
-// not connected. Unlike Channel.Notify it also works after the port's Channel
-// was closed, as long as the port is still bound in the host (see Hold): this
-// is the kernel-side notify that Linux's gntalloc and gntdev send on unmap
-// (notify_remote_via_evtchn on a LOCAL port; docs/PROTOCOL.md §5).
-//
-// It fails, with an error wrapping evtchn.ErrClosed, if domid has no such
-// bound port.
-func (s *Switch) NotifyFrom(domid uint16, num evtchn.Port) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var p *port
-	if d := s.domains[domid]; d != nil {
-		p = d.ports[num]
-	}
-	if p == nil {
-		return fmt.Errorf("evtsim: notify from port %d of domain %d: no such bound port: %w", num, domid, evtchn.ErrClosed)
-	}
-	p.raiseLocked()
-	return nil
-}
-
 // Ports returns how many ports domain domid has bound in the host, including
 // ports whose Channel was closed but that are still held (see Hold). Tests use
 // it to check for leaks.
@@ -439,7 +416,8 @@ func (s *Switch) Hold(domid uint16, num evtchn.Port) (*PortRef, error) {
 	return &PortRef{p: p}, nil
 }
 
-// Notify raises an event on the remote end of the held port, like NotifyFrom.
+// Notify raises an event on the remote end of the held port, as the
+// kernel does on unmap (docs/PROTOCOL.md §5).
 // It fails, with an error wrapping evtchn.ErrClosed, after Release or once the
 // port was unbound by the death of its domain.
 func (r *PortRef) Notify() error {

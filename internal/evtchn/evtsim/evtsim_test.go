@@ -269,26 +269,6 @@ func TestDeviceClose(t *testing.T) {
 	}
 }
 
-func TestNotifyFrom(t *testing.T) {
-	s := NewSwitch()
-	a, b := pair(t, s, 0, 1)
-	if err := s.NotifyFrom(0, a.LocalPort()); err != nil {
-		t.Fatal(err)
-	}
-	if !pending(b) {
-		t.Error("NotifyFrom(a) did not reach b")
-	}
-	if pending(a) {
-		t.Error("NotifyFrom(a) raised an event on a itself")
-	}
-	if err := s.NotifyFrom(0, 999); !errors.Is(err, evtchn.ErrClosed) {
-		t.Errorf("NotifyFrom unknown port: %v, want ErrClosed", err)
-	}
-	if err := s.NotifyFrom(77, 1); !errors.Is(err, evtchn.ErrClosed) {
-		t.Errorf("NotifyFrom unknown domain: %v, want ErrClosed", err)
-	}
-}
-
 // A held port outlives its Channel, as an unmap notification keeps a Linux
 // user event channel bound after the process closed it.
 func TestHoldKeepsPortBound(t *testing.T) {
