@@ -3,6 +3,7 @@ package evtsim
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -421,6 +422,7 @@ func TestConcurrent(t *testing.T) {
 		for !isClosed(done) {
 			a.Wait(aLongTimeAgo)
 			b.Wait(aLongTimeAgo)
+			runtime.Gosched() // let the notifiers run with GOMAXPROCS=1
 		}
 	}()
 	// Binds and closes in other domains race with the notifies.
@@ -498,25 +500,14 @@ func TestConcurrentWaitFails(t *testing.T) {
 	s := NewSwitch()
 	a, b := pair(t, s, 0, 1)
 	first := make(chan error, 1)
-	go func() {
-		// Refused only while a probe below is in its own Wait.
-		for {
-			if err := b.Wait(time.Time{}); !errors.Is(err, ErrConcurrentWait) {
-				first <- err
-				return
-			}
-		}
-	}()
-	// The first Wait may not have started yet: probe until a Wait is
-	// refused, which proves that the first was in Wait at the time.
-	for {
-		err := b.Wait(time.Now().Add(time.Millisecond))
-		if errors.Is(err, ErrConcurrentWait) {
-			break
-		}
-		if err == nil {
-			t.Fatal("a second Wait consumed an event nobody sent")
-		}
+	go func() { first <- b.Wait(time.Time{}) }()
+	// Wait until the first Wait holds the port (its flag is set on entry),
+	// yielding so that it runs even with GOMAXPROCS=1.
+	for !b.(*port).waiting.Load() {
+		runtime.Gosched()
+	}
+	if err := b.Wait(time.Now().Add(time.Minute)); !errors.Is(err, ErrConcurrentWait) {
+		t.Fatalf("a second, concurrent Wait = %v, want ErrConcurrentWait", err)
 	}
 	a.Notify()
 	if err := <-first; err != nil {
