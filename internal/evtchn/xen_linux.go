@@ -34,33 +34,30 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/xendev"
 )
 
-const (
-	devPath   = "/dev/xen/evtchn"
-	devModule = "xen-evtchn"
-)
+// devPath is the event channel device; evtchnDev names it and its module in
+// open errors.
+const devPath = "/dev/xen/evtchn"
 
-// ioctl request numbers: _IOC(_IOC_NONE, 'E', nr, sizeof(struct)) in the
-// asm-generic encoding used on x86 and Arm (dir<<30 | size<<16 | type<<8 |
-// nr, _IOC_NONE = 0). layout_linux_test.go checks them against
-// <xen/evtchn.h>; the values are those of docs/PROTOCOL.md §12.
-const (
-	iocNone      = 0
-	iocDirShift  = 30
-	iocSizeShift = 16
-	iocTypeShift = 8
+var evtchnDev = xendev.Device{Path: devPath, Module: "xen-evtchn"}
 
+// ioctl request numbers, _IOC(_IOC_NONE, 'E', nr, sizeof(struct)).
+// layout_linux_test.go checks them against <xen/evtchn.h>; the values are
+// those of docs/PROTOCOL.md §12.
+var (
 	// IOCTL_EVTCHN_BIND_INTERDOMAIN = 0x00084501.
-	ioctlBindInterdomain = iocNone<<iocDirShift | unsafe.Sizeof(bindInterdomainArg{})<<iocSizeShift | 'E'<<iocTypeShift | 1
+	ioctlBindInterdomain = xendev.IOCNone('E', 1, unsafe.Sizeof(bindInterdomainArg{}))
 	// IOCTL_EVTCHN_BIND_UNBOUND_PORT = 0x00044502.
-	ioctlBindUnboundPort = iocNone<<iocDirShift | unsafe.Sizeof(bindUnboundPortArg{})<<iocSizeShift | 'E'<<iocTypeShift | 2
+	ioctlBindUnboundPort = xendev.IOCNone('E', 2, unsafe.Sizeof(bindUnboundPortArg{}))
 	// IOCTL_EVTCHN_UNBIND = 0x00044503.
-	ioctlUnbind = iocNone<<iocDirShift | unsafe.Sizeof(unbindArg{})<<iocSizeShift | 'E'<<iocTypeShift | 3
+	ioctlUnbind = xendev.IOCNone('E', 3, unsafe.Sizeof(unbindArg{}))
 	// IOCTL_EVTCHN_NOTIFY = 0x00044504.
-	ioctlNotify = iocNone<<iocDirShift | unsafe.Sizeof(notifyArg{})<<iocSizeShift | 'E'<<iocTypeShift | 4
+	ioctlNotify = xendev.IOCNone('E', 4, unsafe.Sizeof(notifyArg{}))
 	// IOCTL_EVTCHN_RESET = 0x00004505: no argument.
-	ioctlReset = iocNone<<iocDirShift | 0<<iocSizeShift | 'E'<<iocTypeShift | 5
+	ioctlReset = xendev.IOCNone('E', 5, 0)
 )
 
 // bindInterdomainArg is struct ioctl_evtchn_bind_interdomain.
@@ -84,23 +81,6 @@ type notifyArg struct {
 	Port uint32
 }
 
-// ioctl issues one ioctl and returns its result: the bind ioctls return the
-// new local port as the system call's return value (docs/PROTOCOL.md §12). The
-// conversion to uintptr is written in the call to unix.Syscall so that the
-// argument stays alive and in place for the call (package unsafe, rule 4).
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
-	for {
-		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch e {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
-		}
-		return -1, e
-	}
-}
-
 // sysCalls are the device operations that tests replace: opening a handle,
 // the ioctls and the reads. Writes (the unmasks) and the poller work on any
 // descriptor.
@@ -110,39 +90,12 @@ type sysCalls struct {
 	read  func(fd int, p []byte) (int, error)
 }
 
-var realSys = sysCalls{open: openDevice, ioctl: ioctl, read: unix.Read}
+var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, read: unix.Read}
 
 // openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
 // non-blocking, so that it joins the runtime poller (docs/PROTOCOL.md §12).
 func openDevice() (int, error) {
-	for {
-		fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		switch {
-		case err == nil:
-			return fd, nil
-		case err != unix.EINTR:
-			return -1, openError(err)
-		}
-	}
-}
-
-// openError explains a failed open of /dev/xen/evtchn: what is missing and
-// how to fix it.
-func openError(errno error) error {
-	pe := &os.PathError{Op: "open", Path: devPath, Err: errno}
-	var hint string
-	switch {
-	case errors.Is(errno, unix.ENOENT):
-		hint = fmt.Sprintf("not running under Xen, or the %s module is not loaded (try: modprobe %s)", devModule, devModule)
-	case errors.Is(errno, unix.EACCES), errors.Is(errno, unix.EPERM):
-		hint = "run as root or give this user access to " + devPath
-	case errors.Is(errno, unix.ENODEV), errors.Is(errno, unix.ENXIO):
-		hint = fmt.Sprintf("the device node exists but no driver serves it: the %s module is not loaded, "+
-			"or this is not a Xen domain (the module refuses to load outside Xen; try: modprobe %s)", devModule, devModule)
-	default:
-		return pe
-	}
-	return fmt.Errorf("%w: %s", pe, hint)
+	return xendev.Open(evtchnDev, unix.O_NONBLOCK)
 }
 
 // bindError explains a failed bind ioctl.
