@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/simd"
-	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
 
@@ -704,7 +703,7 @@ func countFDs(t *testing.T) int {
 }
 
 // countNodes counts the xenstore nodes at and below path.
-func countNodes(t *testing.T, xs xenstore.Client, path string) int {
+func countNodes(t *testing.T, xs *xsclient.Client, path string) int {
 	t.Helper()
 	kids, err := xs.Directory(path)
 	if err != nil {

@@ -313,7 +313,7 @@ func TestManyDialsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		// One free ring is published, and nothing else but the owner.
-		keys, err := ln.xs.Directory(ln.addr.Path)
+		keys, err := ln.xs.(fullXS).Directory(ln.addr.Path)
 		slices.Sort(keys)
 		if err != nil || strings.Join(keys, " ") != "event-channel owner ring-ref" {
 			t.Errorf("the directory holds %v (%v), want [event-channel owner ring-ref]", keys, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/gnt/gntsim"
 	"github.com/vchan-go/vchan/internal/xenstore"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 )
 
 // Simulator is a simulated Xen host inside one process: domains with IDs,
@@ -25,7 +26,7 @@ import (
 //	ln, _ := vchan.Listen(1, "5000", &vchan.Config{Host: sim.Domain(0)})
 //	c, _ := vchan.Dial(0, "5000", &vchan.Config{Host: sim.Domain(1)})
 type Simulator struct {
-	store  *xenstore.Store
+	store  *xssim.Store
 	events *evtsim.Switch
 	grants *gntsim.Table
 
@@ -51,7 +52,7 @@ func NewSimulator() *Simulator { return NewSimulatorConfig(SimulatorConfig{}) }
 func NewSimulatorConfig(cfg SimulatorConfig) *Simulator {
 	events := evtsim.NewSwitch()
 	s := &Simulator{
-		store:  xenstore.NewStore(xenstore.DefaultLimits()),
+		store:  xssim.NewStore(xssim.DefaultLimits()),
 		events: events,
 		grants: gntsim.NewTable(events, cfg.GrantLimit),
 		hosts:  make(map[uint16]*Host),

@@ -207,7 +207,7 @@ func hostileServer(t *testing.T, sim *Simulator, path string, fill func(page []b
 	}
 	t.Cleanup(func() { pg.Close(); ch.Close() })
 	fill(pg.Bytes())
-	xs, _ := h.xenstore()
+	xs := testXS(h)
 	xs.Write(path+"/ring-ref", []byte(itoa(uint64(pg.Refs()[0]))))
 	xs.Write(path+"/event-channel", []byte(itoa(uint64(ch.LocalPort()))))
 	xs.SetPerms(path+"/ring-ref", []xenstore.Perm{{Domain: 0, Access: xenstore.AccessNone}, {Domain: 1, Access: xenstore.AccessRead}})
@@ -215,6 +215,22 @@ func hostileServer(t *testing.T, sim *Simulator, path string, fill func(page []b
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// fullXS is what tests call on a host's xenstore client beyond the engine's
+// xenstore.Client; the simulated and the real clients both have it.
+type fullXS interface {
+	xenstore.Client
+	Write(path string, value []byte) error
+	SetPerms(path string, perms []xenstore.Perm) error
+	Directory(path string) ([]string, error)
+	Close() error
+}
+
+// testXS returns the xenstore client h gives the engine, with fullXS.
+func testXS(h *Host) fullXS {
+	xs, _ := h.xenstore()
+	return xs.(fullXS)
+}
 
 // TestHostileLayout: a server page with impossible orders or a grant list
 // that cannot fit makes Dial fail with ErrProtocol at once.
@@ -253,7 +269,7 @@ func TestHostileLayout(t *testing.T) {
 func TestHostileXenstoreValues(t *testing.T) {
 	for _, v := range []string{"0", "-1", "abc", "4294967296", " 12", "12\x00", "99999999999"} {
 		sim := NewSimulator()
-		xs, _ := sim.Domain(0).xenstore()
+		xs := testXS(sim.Domain(0))
 		path := "/local/domain/0/data/vchan/1/9"
 		xs.Write(path+"/ring-ref", []byte(v))
 		xs.Write(path+"/event-channel", []byte("5"))
@@ -502,7 +518,7 @@ func TestClientGoneBeforeAccept(t *testing.T) {
 func TestDialXenstoreGone(t *testing.T) {
 	sim := NewSimulator()
 	h := sim.Domain(1)
-	xs, _ := h.xenstore()
+	xs := testXS(h)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

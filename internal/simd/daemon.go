@@ -17,8 +17,8 @@ import (
 
 	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
 	"github.com/vchan-go/vchan/internal/gnt"
-	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 )
 
 // Daemon is a running simulated Xen host. Start one per directory.
@@ -27,7 +27,7 @@ type Daemon struct {
 	limit  int
 	logf   func(format string, args ...any)
 	lock   *os.File
-	store  *xenstore.Store
+	store  *xssim.Store
 	xs     *xsserver.Server
 	events *evtsim.Switch
 	ctl    *net.UnixListener
@@ -85,7 +85,7 @@ func Start(cfg Config) (*Daemon, error) {
 		limit:  cfg.GrantLimit,
 		logf:   cfg.Logf,
 		lock:   lock,
-		store:  xenstore.NewStore(xenstore.DefaultLimits()),
+		store:  xssim.NewStore(xssim.DefaultLimits()),
 		events: evtsim.NewSwitch(),
 		doms:   make(map[uint16]*domain),
 		socks:  make(map[string]uint16),

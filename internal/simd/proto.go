@@ -4,7 +4,7 @@
 //
 // The daemon plays hypervisor and xenstored. It owns the grant tables (pages
 // are memfds), the event channels (an evtsim.Switch) and the xenstore (a
-// xenstore.Store served by xsserver). It needs Linux; elsewhere Start and
+// xssim.Store served by xsserver). It needs Linux; elsewhere Start and
 // Connect fail and say so (simd_other.go). All its state lives in one
 // directory:
 //

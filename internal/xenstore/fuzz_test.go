@@ -22,7 +22,7 @@ func FuzzParsePerm(f *testing.F) {
 		if got := p.String(); got != s {
 			t.Fatalf("ParsePerm(%q) = %+v, String %q", s, p, got)
 		}
-		if !p.Access.valid() {
+		if !p.Access.Valid() {
 			t.Fatalf("ParsePerm(%q) accepted access %q", s, p.Access)
 		}
 	})
@@ -97,8 +97,8 @@ func FuzzResolvePath(f *testing.F) {
 		if again, err := ResolvePath(dom+1, abs); err != nil || again != abs {
 			t.Fatalf("ResolvePath(%q) = %q, %v", abs, again, err)
 		}
-		if w, _, errno := resolve(dom, p, true); errno != 0 || w != abs {
-			t.Fatalf("watch resolve(%q) = %q, %v", p, w, errno)
+		if w, _, err := ResolveWatchPath(dom, p); err != nil || w != abs {
+			t.Fatalf("ResolveWatchPath(%q) = %q, %v", p, w, err)
 		}
 	})
 }

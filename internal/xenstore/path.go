@@ -52,6 +52,19 @@ func ResolvePath(domid uint16, p string) (string, error) {
 	return abs, nil
 }
 
+// ResolveWatchPath validates p as a watch path: a node path (see ValidPath),
+// resolved as ResolvePath does, or one of the special paths, returned
+// unchanged. relative reports whether p was resolved against
+// DomainPath(domid): a watch registered so reports its events relative to
+// it. The error wraps syscall.EINVAL.
+func ResolveWatchPath(domid uint16, p string) (abs string, relative bool, err error) {
+	abs, relative, errno := resolve(domid, p, true)
+	if errno != 0 {
+		return "", false, fmt.Errorf("xenstore: invalid watch path %s: %w", quoteTrunc(p), errno)
+	}
+	return abs, relative, nil
+}
+
 // resolve validates p and returns its absolute form and whether p was
 // relative. With allowSpecial, the special watch paths are accepted and
 // returned unchanged.
@@ -95,45 +108,4 @@ func validSyntax(p string) bool {
 		}
 	}
 	return true
-}
-
-// isUnder reports whether the absolute path p is anc or below it.
-func isUnder(p, anc string) bool {
-	if anc == "/" {
-		return strings.HasPrefix(p, "/")
-	}
-	return p == anc || (strings.HasPrefix(p, anc) && len(p) > len(anc) && p[len(anc)] == '/')
-}
-
-// parentPath returns the parent of the absolute path p, which must not be
-// the root.
-func parentPath(p string) string {
-	i := strings.LastIndexByte(p, '/')
-	if i <= 0 {
-		return "/"
-	}
-	return p[:i]
-}
-
-// baseName returns the last element of the absolute path p.
-func baseName(p string) string {
-	return p[strings.LastIndexByte(p, '/')+1:]
-}
-
-// joinPath returns the path of the child name of dir.
-func joinPath(dir, name string) string {
-	if dir == "/" {
-		return "/" + name
-	}
-	return dir + "/" + name
-}
-
-// relativeTo returns p relative to the home of domid if it lies strictly
-// below it, and p unchanged otherwise.
-func relativeTo(domid uint16, p string) string {
-	home := DomainPath(domid)
-	if strings.HasPrefix(p, home) && len(p) > len(home)+1 && p[len(home)] == '/' {
-		return p[len(home)+1:]
-	}
-	return p
 }

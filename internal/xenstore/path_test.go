@@ -83,59 +83,15 @@ func TestResolveWatchPath(t *testing.T) {
 		{"data", "/local/domain/4/data", true, true},
 		{"/a/", "", false, false},
 	} {
-		got, rel, errno := resolve(4, tc.in, true)
-		if ok := errno == 0; ok != tc.ok || got != tc.want || rel != tc.relative {
-			t.Errorf("resolve(4, %q, true) = %q, %v, %v", tc.in, got, rel, errno)
+		got, rel, err := ResolveWatchPath(4, tc.in)
+		if ok := err == nil; ok != tc.ok || got != tc.want || rel != tc.relative {
+			t.Errorf("ResolveWatchPath(4, %q) = %q, %v, %v", tc.in, got, rel, err)
 		}
 	}
 }
 
-func TestPathHelpers(t *testing.T) {
+func TestDomainPath(t *testing.T) {
 	if got := DomainPath(12); got != "/local/domain/12" {
 		t.Errorf("DomainPath(12) = %q", got)
-	}
-	for _, tc := range []struct {
-		p, anc string
-		want   bool
-	}{
-		{"/a", "/", true},
-		{"/", "/", true},
-		{"/a", "/a", true},
-		{"/a/b", "/a", true},
-		{"/ab", "/a", false},
-		{"/a", "/a/b", false},
-		{"/b/a", "/a", false},
-	} {
-		if got := isUnder(tc.p, tc.anc); got != tc.want {
-			t.Errorf("isUnder(%q, %q) = %v", tc.p, tc.anc, got)
-		}
-	}
-	for _, tc := range []struct{ p, parent, base string }{
-		{"/a", "/", "a"},
-		{"/a/b", "/a", "b"},
-		{"/local/domain/1", "/local/domain", "1"},
-	} {
-		if got := parentPath(tc.p); got != tc.parent {
-			t.Errorf("parentPath(%q) = %q", tc.p, got)
-		}
-		if got := baseName(tc.p); got != tc.base {
-			t.Errorf("baseName(%q) = %q", tc.p, got)
-		}
-		if got := joinPath(tc.parent, tc.base); got != tc.p {
-			t.Errorf("joinPath(%q, %q) = %q", tc.parent, tc.base, got)
-		}
-	}
-	for _, tc := range []struct {
-		dom     uint16
-		p, want string
-	}{
-		{1, "/local/domain/1/data", "data"},
-		{1, "/local/domain/1", "/local/domain/1"},
-		{1, "/local/domain/10/data", "/local/domain/10/data"},
-		{1, "/local/domain/2/data", "/local/domain/2/data"},
-	} {
-		if got := relativeTo(tc.dom, tc.p); got != tc.want {
-			t.Errorf("relativeTo(%d, %q) = %q", tc.dom, tc.p, got)
-		}
 	}
 }

@@ -19,20 +19,14 @@ const (
 	AccessBoth  Access = 'b' // read and write
 )
 
-// valid reports whether a is one of the four access letters.
-func (a Access) valid() bool {
+// Valid reports whether a is one of the four access letters.
+func (a Access) Valid() bool {
 	switch a {
 	case AccessNone, AccessRead, AccessWrite, AccessBoth:
 		return true
 	}
 	return false
 }
-
-// readable reports whether a grants read access.
-func (a Access) readable() bool { return a == AccessRead || a == AccessBoth }
-
-// writable reports whether a grants write access.
-func (a Access) writable() bool { return a == AccessWrite || a == AccessBoth }
 
 // Perm is one permission entry of a node: a domain and its access right. In a
 // node's permission list the first entry names the owner, which always has
@@ -70,7 +64,7 @@ func ParsePerm(s string) (Perm, error) {
 		return Perm{}, permError(s)
 	}
 	a := Access(s[0])
-	if !a.valid() {
+	if !a.Valid() {
 		return Perm{}, permError(s)
 	}
 	digits := s[1:]
@@ -128,31 +122,4 @@ func FormatPerms(perms []Perm) []byte {
 		b = append(b, 0)
 	}
 	return b
-}
-
-// clonePerms returns a copy of perms.
-func clonePerms(perms []Perm) []Perm {
-	if perms == nil {
-		return nil
-	}
-	return append([]Perm(nil), perms...)
-}
-
-// accessFor returns the access domain domid has to a node with perms, C
-// xenstored's perm_for_conn for an unprivileged connection: the owner gets
-// full access; otherwise the first entry naming the domain decides; otherwise
-// the owner entry's letter is the default. Privilege is checked by the caller.
-func accessFor(domid uint16, perms []Perm) Access {
-	if len(perms) == 0 {
-		return AccessNone
-	}
-	if perms[0].Domain == domid {
-		return AccessBoth
-	}
-	for _, p := range perms[1:] {
-		if p.Domain == domid {
-			return p.Access
-		}
-	}
-	return perms[0].Access
 }

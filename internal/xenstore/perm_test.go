@@ -113,28 +113,6 @@ func TestFormatPerms(t *testing.T) {
 	}
 }
 
-func TestAccessFor(t *testing.T) {
-	perms := []Perm{{3, AccessRead}, {5, AccessNone}, {6, AccessWrite}, {7, AccessBoth}, {5, AccessBoth}}
-	for _, tc := range []struct {
-		dom  uint16
-		want Access
-	}{
-		{3, AccessBoth},  // owner
-		{5, AccessNone},  // first own entry wins
-		{6, AccessWrite}, // own entry
-		{7, AccessBoth},  // own entry
-		{9, AccessRead},  // default: owner's letter
-		{0, AccessRead},  // privilege is not accessFor's business
-	} {
-		if got := accessFor(tc.dom, perms); got != tc.want {
-			t.Errorf("accessFor(%d) = %c, want %c", tc.dom, got, tc.want)
-		}
-	}
-	if got := accessFor(1, nil); got != AccessNone {
-		t.Errorf("accessFor with no perms = %c", got)
-	}
-}
-
 func equalPerms(a, b []Perm) bool {
 	if len(a) != len(b) {
 		return false

@@ -1,7 +1,16 @@
-// Package xenstore defines the xenstore operations the vchan library needs
-// (docs/PROTOCOL.md §13) and implements them: an in-memory store with Xen's
-// permissions, transactions, watches and quotas, which the simulated host
-// uses, and (elsewhere in this package) the wire protocol.
+// Package xenstore defines how the vchan engine uses xenstore
+// (docs/PROTOCOL.md §13): the Client, Tx and Watch interfaces, trimmed to the
+// operations the engine calls, Update, which runs a transaction until it
+// commits, the Error that operations return, and helpers for xenstore paths
+// (ValidPath, ResolvePath, DomainPath) and permissions (Perm, ParsePerms,
+// FormatPerms).
+//
+// The engine depends on these interfaces only. Package xsclient implements
+// them over the wire protocol (the xenstored socket or /dev/xen/xenbus),
+// package xssim is an in-memory xenstore for the simulated hosts, served to
+// other processes by package xsserver, and package xswire is the wire codec.
+// Both clients offer the rest of the xenstore operations (Mkdir, Directory,
+// GetPerms, ...) on their concrete types.
 //
 // Everything a peer domain can write into xenstore is untrusted: values are
 // returned as bytes, never interpreted here.
@@ -13,23 +22,18 @@ import (
 	"syscall"
 )
 
-// Ops are the operations valid both outside and inside a transaction.
-// Relative paths resolve against the caller's home, /local/domain/<domid>.
+// Ops are the operations the engine runs inside a transaction. Relative
+// paths resolve against the caller's home, /local/domain/<domid>.
 type Ops interface {
 	// Read returns the value of a node.
 	Read(path string) ([]byte, error)
 	// Write sets the value of a node, creating it and any missing parents.
 	Write(path string, value []byte) error
-	// Mkdir creates a node with an empty value, and any missing parents.
-	Mkdir(path string) error
 	// Rm removes a node and everything below it. Removing an absent node
 	// whose parent exists is not an error.
 	Rm(path string) error
-	// Directory lists the names of a node's children.
-	Directory(path string) ([]string, error)
-	// GetPerms returns a node's permissions; the first entry names the owner.
-	GetPerms(path string) ([]Perm, error)
-	// SetPerms replaces a node's permissions.
+	// SetPerms replaces a node's permissions; the first entry names the
+	// owner.
 	SetPerms(path string, perms []Perm) error
 }
 
@@ -56,19 +60,21 @@ type Watch interface {
 	Close() error
 }
 
-// Client is a connection to xenstore, as one domain.
+// Client is a connection to xenstore, as one domain, with the operations the
+// engine runs outside a transaction. Relative paths resolve against the
+// domain's home, DomainPath(domid). Closing the connection is up to whoever
+// opened it: the implementations' concrete types have Close.
 type Client interface {
-	Ops
+	// Read returns the value of a node.
+	Read(path string) ([]byte, error)
+	// Rm removes a node and everything below it. Removing an absent node
+	// whose parent exists is not an error.
+	Rm(path string) error
 	// Begin starts a transaction.
 	Begin() (Tx, error)
 	// Watch registers a watch on path, which may also be one of the special
 	// paths @introduceDomain and @releaseDomain.
 	Watch(path string) (Watch, error)
-	// DomainPath returns the home path of domain domid.
-	DomainPath(domid uint16) (string, error)
-	// Close ends the connection, aborting its transactions and removing
-	// its watches.
-	Close() error
 }
 
 // MaxUpdateAttempts bounds how often Update retries a conflicting

@@ -18,13 +18,14 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
 // serve starts a server for store on a fresh socket in a temp dir, every
 // connection acting as domid, and returns the socket path and a function
 // that stops the server (also run at cleanup).
-func serve(t *testing.T, store *xenstore.Store, domid uint16) (string, func()) {
+func serve(t *testing.T, store *xssim.Store, domid uint16) (string, func()) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "xs.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -85,7 +86,7 @@ func nextEvent(t *testing.T, w xenstore.Watch) string {
 }
 
 func TestEveryOp(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 	c := dial(t, sock)
 
@@ -172,7 +173,7 @@ func TestEveryOp(t *testing.T) {
 }
 
 func TestConcurrentRequests(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 	c := dial(t, sock)
 	var wg sync.WaitGroup
@@ -204,7 +205,7 @@ func TestConcurrentRequests(t *testing.T) {
 }
 
 func TestPermissionsAsDom1(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	if err := store.IntroduceDomain(1); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestPermissionsAsDom1(t *testing.T) {
 }
 
 func TestTransactions(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 	c, other := dial(t, sock), dial(t, sock)
 
@@ -320,7 +321,7 @@ func TestTransactions(t *testing.T) {
 }
 
 func TestWatches(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 	c, other := dial(t, sock), dial(t, sock)
 
@@ -391,7 +392,7 @@ func TestWatches(t *testing.T) {
 }
 
 func TestWatchCoalescing(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 	c := dial(t, sock)
 	w, err := c.Watch("/co")
@@ -425,7 +426,7 @@ func TestWatchCoalescing(t *testing.T) {
 }
 
 func TestServerCloseFailsClient(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, stop := serve(t, store, 0)
 	c := dial(t, sock)
 	w, err := c.Watch("/x")
@@ -560,7 +561,7 @@ func TestClientCloseFailsPendingCall(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	base := runtime.NumGoroutine()
 	func() {
-		store := xenstore.NewStore(xenstore.DefaultLimits())
+		store := xssim.NewStore(xssim.DefaultLimits())
 		sock := filepath.Join(t.TempDir(), "leak.sock")
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 		if err != nil {
@@ -606,7 +607,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 }
 
 func TestDial(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := serve(t, store, 0)
 
 	// $XENSTORED_PATH naming a socket.

@@ -3,7 +3,7 @@ package xsserver
 import (
 	"testing"
 
-	"github.com/vchan-go/vchan/internal/xenstore"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
@@ -34,7 +34,7 @@ func FuzzHandle(f *testing.F) {
 		f.Add(s.t, s.tx, []byte(s.p), false)
 		f.Add(s.t, s.tx, []byte(s.p), true)
 	}
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	_ = store.IntroduceDomain(1)
 	srv := New(store, nil)
 	conns := [2]*conn{}

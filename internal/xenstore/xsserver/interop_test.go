@@ -14,6 +14,7 @@ import (
 
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 )
 
 // cTools are the libxenstore command-line tools from Debian's
@@ -62,7 +63,7 @@ func mustTool(t *testing.T, sock string, name string, args ...string) string {
 
 func TestInteropWithCTools(t *testing.T) {
 	needCTools(t)
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	c, err := xsclient.DialSocket(sock)
 	if err != nil {

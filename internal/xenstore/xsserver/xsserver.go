@@ -1,5 +1,5 @@
 // Package xsserver serves the xenstore wire protocol (docs/PROTOCOL.md §13) over
-// unix sockets, backed by an in-memory *xenstore.Store. libxenstore-based
+// unix sockets, backed by an in-memory *xssim.Store. libxenstore-based
 // tools (xenstore-read, xenstore-write, ...) reach it with XENSTORED_PATH
 // set to the socket, and so does package xsclient.
 //
@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/vchan-go/vchan/internal/xenstore"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
@@ -31,7 +32,7 @@ var ErrServerClosed = errors.New("xsserver: server closed")
 
 // Server serves one Store to any number of connections.
 type Server struct {
-	store   *xenstore.Store
+	store   *xssim.Store
 	domidOf func(*net.UnixConn) (uint16, error)
 
 	mu        sync.Mutex
@@ -45,7 +46,7 @@ type Server struct {
 // connection acts as; when nil, every connection is domain 0, the
 // privileged control domain, as C xenstored treats its socket clients.
 // A connection for which domidOf fails is closed.
-func New(store *xenstore.Store, domidOf func(conn *net.UnixConn) (uint16, error)) *Server {
+func New(store *xssim.Store, domidOf func(conn *net.UnixConn) (uint16, error)) *Server {
 	if domidOf == nil {
 		domidOf = func(*net.UnixConn) (uint16, error) { return 0, nil }
 	}
@@ -122,7 +123,7 @@ func (s *Server) Close() error {
 type conn struct {
 	s    *Server
 	uc   *net.UnixConn
-	sess *xenstore.Session
+	sess *xssim.Session
 
 	wmu sync.Mutex // serialises whole-message writes to uc
 

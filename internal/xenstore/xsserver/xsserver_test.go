@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
+	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
 // start serves store on a socket in a temp dir; domid decides each
 // connection's domain (nil: dom0).
-func start(t *testing.T, store *xenstore.Store, domid func(*net.UnixConn) (uint16, error)) (string, *xsserver.Server) {
+func start(t *testing.T, store *xssim.Store, domid func(*net.UnixConn) (uint16, error)) (string, *xsserver.Server) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "xs.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -95,7 +95,7 @@ func (r *raw) do(typ xswire.Type, req, tx uint32, payload string, wantType xswir
 }
 
 func TestWireReplies(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	r := dialRaw(t, sock)
 	E := xswire.Error
@@ -159,7 +159,7 @@ func TestWireReplies(t *testing.T) {
 }
 
 func TestWatchEventsOnWire(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	r := dialRaw(t, sock)
 	r.send(xswire.Watch, 1, 0, "/w\x00tok\x00")
@@ -208,7 +208,7 @@ func TestWatchEventsOnWire(t *testing.T) {
 }
 
 func TestOversizedPayloadKillsConnection(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	r := dialRaw(t, sock)
 	r.do(xswire.Write, 1, 0, "/ok\x00"+strings.Repeat("x", xswire.PayloadMax-4), xswire.Write, "OK\x00")
@@ -228,7 +228,7 @@ func TestOversizedPayloadKillsConnection(t *testing.T) {
 }
 
 func TestOversizedReplyIsE2BIG(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	r := dialRaw(t, sock)
 	name := strings.Repeat("n", 200)
@@ -239,7 +239,7 @@ func TestOversizedReplyIsE2BIG(t *testing.T) {
 }
 
 func TestPermissionsPerConnection(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	if err := store.IntroduceDomain(1); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestPermissionsPerConnection(t *testing.T) {
 }
 
 func TestConnectionRefusedByDomidOf(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, func(*net.UnixConn) (uint16, error) { return 0, errors.New("no") })
 	r := dialRaw(t, sock)
 	_ = xswire.WriteMessage(r.c, xswire.Message{Type: xswire.Read, ReqID: 1, Payload: []byte("/\x00")})
@@ -281,7 +281,7 @@ func TestConnectionRefusedByDomidOf(t *testing.T) {
 }
 
 func TestSlowEventReaderIsDisconnected(t *testing.T) {
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock, _ := start(t, store, nil)
 	slow := dialRaw(t, sock)
 	if uc, ok := slow.c.(*net.UnixConn); ok {
@@ -329,7 +329,7 @@ func TestSlowEventReaderIsDisconnected(t *testing.T) {
 
 func TestCloseWaitsForConnections(t *testing.T) {
 	base := runtime.NumGoroutine()
-	store := xenstore.NewStore(xenstore.DefaultLimits())
+	store := xssim.NewStore(xssim.DefaultLimits())
 	sock := filepath.Join(t.TempDir(), "xs.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
