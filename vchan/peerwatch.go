@@ -2,7 +2,6 @@ package vchan
 
 import (
 	"errors"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -100,7 +99,7 @@ func (pw *peerWatch) run(xs xenstore.Client, w xenstore.Watch, stop, done chan s
 			id := c.remote.Domain
 			dead, checked := gone[id]
 			if !checked {
-				_, err := xs.Read("/local/domain/" + strconv.Itoa(int(id)))
+				_, err := xs.Read(xenstore.DomainPath(id))
 				dead = errors.Is(err, syscall.ENOENT)
 				gone[id] = dead
 			}

@@ -40,6 +40,7 @@ import (
 	"syscall"
 
 	"github.com/vchan-go/vchan/internal/ring"
+	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
 // Network is the network name of vchan addresses, as returned by
@@ -139,7 +140,7 @@ func (c *Config) layout() (ring.Layout, error) {
 // PortPath returns the conventional xenstore base path of a vchan port
 // between a server and a client domain: /local/domain/<server>/data/vchan/<client>/<port>.
 func PortPath(server, client uint16, port string) string {
-	return fmt.Sprintf("/local/domain/%d/data/vchan/%d/%s", server, client, port)
+	return fmt.Sprintf("%s/data/vchan/%d/%s", xenstore.DomainPath(server), client, port)
 }
 
 // resolveEnds does what Listen and Dial both do first: check the peer's
@@ -196,15 +197,11 @@ func isPort(s string) bool {
 	return s != ""
 }
 
-// checkPath applies xenstore's path rules (docs/PROTOCOL.md §13.3).
+// checkPath applies xenstore's path rules (docs/PROTOCOL.md §13.3); the root
+// names no vchan.
 func checkPath(p string) error {
-	if p == "/" || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+	if p == "/" || !xenstore.ValidPath(p) {
 		return fmt.Errorf("invalid xenstore path %q", p)
-	}
-	for _, r := range p {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-/_@", r)) {
-			return fmt.Errorf("invalid character %q in xenstore path %q", r, p)
-		}
 	}
 	return nil
 }
