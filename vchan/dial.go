@@ -60,7 +60,11 @@ func dial(ctx context.Context, server uint16, portOrPath string, cfg *Config, wa
 	// in between is not missed. The watch fires once at once.
 	w, err := d.xs.Watch(path)
 	if err != nil {
-		return nil, remote, explainXenstore(err)
+		err = explainXenstore(err)
+		if isShortage(err) {
+			err = &temporaryError{err} // the quota frees as other Dials end
+		}
+		return nil, remote, err
 	}
 	defer w.Close()
 	lastErr := errors.New("the server has not published it")

@@ -6,13 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/gnt"
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
 )
 
 // Resource limits, end to end through Listen and Dial: the error must say
@@ -22,7 +23,7 @@ import (
 // gets an error naming the flag; a failed Listen leaves nothing behind,
 // and a Listen that fits still works.
 func TestLimitGrantsCrossProcess(t *testing.T) {
-	d, dir := startSimd(t, simd.Config{GrantLimit: 8})
+	d, dir := startSimd(t, simdaemon.Config{GrantLimit: 8})
 	h0 := simHost(t, dir, 0)
 	// 1 page + 2 × 16 pages of 64 KiB rings: over a limit of 8.
 	_, err := Listen(1, "big", &Config{Host: h0, ReadBufferSize: 65536, WriteBufferSize: 65536})
@@ -30,7 +31,7 @@ func TestLimitGrantsCrossProcess(t *testing.T) {
 	if !errors.Is(err, gnt.ErrNoSpace) || !strings.Contains(err.Error(), "-grant-limit") || !strings.Contains(err.Error(), "limit 8") {
 		t.Errorf("Listen past -grant-limit 8 = %v; want gnt.ErrNoSpace naming the limit and -grant-limit", err)
 	}
-	if r := d.Resources(0); r != (simd.Resources{}) {
+	if r := d.Resources(0); r != (simdaemon.Resources{}) {
 		t.Errorf("the failed Listen left %+v behind", r)
 	}
 	ln, err := Listen(1, "small", &Config{Host: h0, ReadBufferSize: 4096, WriteBufferSize: 4096})
@@ -59,7 +60,7 @@ func TestLimitWatchQuota(t *testing.T) {
 		t.Run(map[bool]string{false: "in-process", true: "cross-process"}[cross], func(t *testing.T) {
 			var h *Host
 			if cross {
-				_, dir := startSimd(t, simd.Config{})
+				_, dir := startSimd(t, simdaemon.Config{})
 				h = simHost(t, dir, 1)
 			} else {
 				h = NewSimulator().Domain(1)
@@ -93,6 +94,11 @@ func TestLimitWatchQuota(t *testing.T) {
 			if !strings.Contains(quota.Error(), "watch quota") || !strings.Contains(quota.Error(), "128") {
 				t.Errorf("%q does not name the watch quota and its size", quota)
 			}
+			var ne net.Error
+			//lint:ignore SA1019 Temporary is what net/http and gRPC check before retrying
+			if !errors.As(quota, &ne) || !ne.Temporary() {
+				t.Errorf("the watch quota error is not Temporary(): %v", quota)
+			}
 		})
 	}
 }
@@ -102,7 +108,7 @@ func TestLimitWatchQuota(t *testing.T) {
 // ring takes one; with the quota used up, Listen fails, and its error must
 // say so.
 func TestLimitTransactionQuota(t *testing.T) {
-	_, dir := startSimd(t, simd.Config{})
+	_, dir := startSimd(t, simdaemon.Config{})
 	h := simHost(t, dir, 2) // a domU server: dom0 has no quotas
 	xs, err := h.xenstore()
 	if err != nil {
