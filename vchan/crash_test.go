@@ -18,13 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
 
 // Crash and fault tests on the cross-process simulator. The peer domain is
 // a child process: this test binary re-executed with crashRoleEnv set (see
-// crashChild). The simulator daemon runs inside the test process (simd.Start,
+// crashChild). The simulator daemon runs inside the test process (simdaemon.Start,
 // the code of vchan-simd) except where the test kills it; then it too is a
 // child process. Every vchan byte still crosses processes: grants are shared
 // memory files, events and xenstore go over unix sockets.
@@ -90,7 +91,7 @@ func checkPattern(b []byte, off int64) error {
 func crashChild(role string) error {
 	dir := os.Getenv(crashDirEnv)
 	if role == "daemon" {
-		d, err := simd.Start(simd.Config{Dir: dir})
+		d, err := simdaemon.Start(simdaemon.Config{Dir: dir})
 		if err != nil {
 			return err
 		}
@@ -247,12 +248,12 @@ func simDir(t *testing.T) string {
 }
 
 // startSimd runs the simulator daemon in this process.
-func startSimd(t *testing.T, cfg simd.Config) (*simd.Daemon, string) {
+func startSimd(t *testing.T, cfg simdaemon.Config) (*simdaemon.Daemon, string) {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = simDir(t)
 	}
-	d, err := simd.Start(cfg)
+	d, err := simdaemon.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func simHost(t *testing.T, dir string, domid uint16) *Host {
 // dom0Store connects to the simulator's xenstore as dom0, for checks.
 func dom0Store(t *testing.T, dir string) *xsclient.Client {
 	t.Helper()
-	xs, err := xsclient.DialSocket(simd.XenstorePath(dir, 0))
+	xs, err := xsclient.DialSocket(simproto.XenstorePath(dir, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +402,7 @@ func TestCrashPeerKilled(t *testing.T) {
 		{"client-killed-while-receiving", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, dir := startSimd(t, simd.Config{})
+			_, dir := startSimd(t, simdaemon.Config{})
 			const port = "crash"
 			var c *Conn
 			var ln *Listener
@@ -475,7 +476,7 @@ func TestCrashListenerTakeover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs child processes")
 	}
-	_, dir := startSimd(t, simd.Config{})
+	_, dir := startSimd(t, simdaemon.Config{})
 	const port = "takeover"
 	path := PortPath(0, 1, port)
 	xs := dom0Store(t, dir)
@@ -625,7 +626,7 @@ func TestCrossProcessCycles(t *testing.T) {
 		cycles = 50
 	}
 	t.Logf("%d cycles (race detector: %v, -short: %v)", cycles, raceEnabled, testing.Short())
-	d, dir := startSimd(t, simd.Config{})
+	d, dir := startSimd(t, simdaemon.Config{})
 	h0, h1 := simHost(t, dir, 0), simHost(t, dir, 1)
 	ln, err := Listen(1, "cycles", &Config{Host: h0, ReadBufferSize: 8192, WriteBufferSize: 8192})
 	if err != nil {
@@ -653,10 +654,10 @@ func TestCrossProcessCycles(t *testing.T) {
 	cycle(-1)
 	type counts struct {
 		goroutines, fds, nodes int
-		res                    [2]simd.Resources
+		res                    [2]simdaemon.Resources
 	}
 	measure := func() counts {
-		return counts{runtime.NumGoroutine(), countFDs(t), countNodes(t, xs, "/"), [2]simd.Resources{d.Resources(0), d.Resources(1)}}
+		return counts{runtime.NumGoroutine(), countFDs(t), countNodes(t, xs, "/"), [2]simdaemon.Resources{d.Resources(0), d.Resources(1)}}
 	}
 	before := measure()
 	start := time.Now()
@@ -687,7 +688,7 @@ func TestCrossProcessCycles(t *testing.T) {
 		t.Errorf("after %d cycles: %+v; before: %+v", cycles, after, before)
 	}
 	ln.Close()
-	if r := d.Resources(0); r != (simd.Resources{}) {
+	if r := d.Resources(0); r != (simdaemon.Resources{}) {
 		t.Errorf("dom0 holds %+v after the listener closed", r)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/hostenv"
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simclient"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
@@ -207,7 +207,7 @@ var (
 // processes may act as the same domain. Close the Host when done; the daemon
 // cleans up after a process that exits without closing, as the kernel does.
 func SimHost(dir string, domid uint16) (*Host, error) {
-	d, err := simd.Connect(dir, domid)
+	d, err := simclient.Connect(dir, domid)
 	if err != nil {
 		return nil, err
 	}

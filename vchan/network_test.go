@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/ring"
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
 )
 
 // Behaviour a socket user expects: refused, address in use, a server that
@@ -27,7 +27,7 @@ import (
 func hostPair(t *testing.T, crossProcess bool, cfg SimulatorConfig) (srv, cli *Host, dir string) {
 	t.Helper()
 	if crossProcess {
-		_, dir = startSimd(t, simd.Config{GrantLimit: cfg.GrantLimit})
+		_, dir = startSimd(t, simdaemon.Config{GrantLimit: cfg.GrantLimit})
 		return simHost(t, dir, 0), simHost(t, dir, 1), dir
 	}
 	sim := NewSimulatorConfig(cfg)
@@ -158,7 +158,7 @@ func TestListenAddressInUse(t *testing.T) {
 // TestListenTakesOverFromKilledServer: a Listener whose process was killed
 // with -9 left its directory in xenstore; the next Listen takes it over.
 func TestListenTakesOverFromKilledServer(t *testing.T) {
-	_, dir := startSimd(t, simd.Config{})
+	_, dir := startSimd(t, simdaemon.Config{})
 	child := startChild(t, dir, "listen-idle", 0, 1, "takeover")
 	h0, h1 := simHost(t, dir, 0), simHost(t, dir, 1)
 	if _, err := Listen(1, "takeover", &Config{Host: h0}); !errors.Is(err, syscall.EADDRINUSE) {

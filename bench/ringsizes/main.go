@@ -33,7 +33,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -141,7 +142,7 @@ func drive(rounds, mib int, sizeList string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d, err := simd.Start(simd.Config{Dir: dir})
+	d, err := simdaemon.Start(simdaemon.Config{Dir: dir})
 	if err != nil {
 		return err
 	}
@@ -228,7 +229,7 @@ func median(s []sample) sample {
 }
 
 func runVchan(self, dir string, size int, n int64) (sample, error) {
-	env := append(os.Environ(), simd.DirEnv+"="+dir)
+	env := append(os.Environ(), simproto.DirEnv+"="+dir)
 	recv := exec.Command(self, "-peer", "recv", strconv.FormatInt(n, 10), dir, "0", "1", strconv.Itoa(size))
 	send := exec.Command(self, "-peer", "send", strconv.FormatInt(n, 10), dir, "1", "0", strconv.Itoa(size))
 	recv.Env, send.Env = env, env

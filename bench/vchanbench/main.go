@@ -46,7 +46,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
 func main() {
@@ -256,19 +257,19 @@ func drive(o *opts) error {
 			return fmt.Errorf("building the C peer and shims (run scripts/setup.sh first): %v\n%s", err, out)
 		}
 	}
-	d, err := simd.Start(simd.Config{Dir: e.dir})
+	d, err := simdaemon.Start(simdaemon.Config{Dir: e.dir})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 
-	goEnv := []string{simd.DirEnv + "=" + e.dir}
+	goEnv := []string{simproto.DirEnv + "=" + e.dir}
 	cEnv := func(dom uint16) []string {
 		return []string{
 			"LD_LIBRARY_PATH=" + filepath.Join(e.build, "lib") + ":" + filepath.Join(e.xenRoot, "usr/lib/x86_64-linux-gnu"),
-			simd.DirEnv + "=" + e.dir,
+			simproto.DirEnv + "=" + e.dir,
 			"VCHAN_HOST=sim:" + strconv.Itoa(int(dom)),
-			"XENSTORED_PATH=" + simd.XenstorePath(e.dir, dom),
+			"XENSTORED_PATH=" + simproto.XenstorePath(e.dir, dom),
 		}
 	}
 	goPeer := func(name string, server bool, dom, remote uint16, path string, ring int, mode, spin string) (*proc, error) {

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
 
@@ -254,7 +254,7 @@ func (p *proc) oneLine(want ...string) {
 // domain 1.
 func vchanNodes(t *testing.T, dir string) []string {
 	t.Helper()
-	c, err := xsclient.DialSocket(simd.XenstorePath(dir, 0))
+	c, err := xsclient.DialSocket(simproto.XenstorePath(dir, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/hostenv"
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -132,7 +132,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.verbose, "v", false, "report connections and byte counts on stderr")
 	fs.StringVar(&o.host, "host", "", "`kind` of host: xen or sim (default: $VCHAN_HOST, else xen if "+xenEvtchnDevice+" exists, else sim)")
 	fs.Var(&o.domid, "domid", "simulator: the domain `N` this process is (default: VCHAN_HOST=sim:N, else $"+hostenv.SimDomIDVar+")")
-	fs.StringVar(&o.simDir, "sim-dir", "", "simulator: its directory (default: $"+simd.DirEnv+", else $XDG_RUNTIME_DIR/vchan-sim, else /tmp/vchan-sim-<uid>)")
+	fs.StringVar(&o.simDir, "sim-dir", "", "simulator: its directory (default: $"+simproto.DirEnv+", else $XDG_RUNTIME_DIR/vchan-sim, else /tmp/vchan-sim-<uid>)")
 	return fs
 }
 
@@ -317,7 +317,7 @@ func chooseHost(o *options) (h *vchan.Host, notice string, err error) {
 	}
 	dir := o.simDir
 	if dir == "" {
-		dir = simd.DefaultDir()
+		dir = simproto.DefaultDir()
 	}
 	h, err = vchan.SimHost(dir, uint16(domid))
 	if err != nil {

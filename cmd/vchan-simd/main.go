@@ -19,15 +19,16 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/vchan-go/vchan/internal/simd"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
 func main() {
 	log.SetFlags(log.Lmicroseconds)
 	log.SetPrefix("vchan-simd: ")
 	fs := flag.NewFlagSet("vchan-simd", flag.ExitOnError)
-	dir := fs.String("dir", simd.DefaultDir(), "directory for the sockets and state (env "+simd.DirEnv+")")
-	limit := fs.Int("grant-limit", simd.DefaultGrantLimit, "pages one domain may have granted at once (like gntalloc's limit)")
+	dir := fs.String("dir", simproto.DefaultDir(), "directory for the sockets and state (env "+simproto.DirEnv+")")
+	limit := fs.Int("grant-limit", simdaemon.DefaultGrantLimit, "pages one domain may have granted at once (like gntalloc's limit)")
 	verbose := fs.Bool("v", false, "log every request to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: vchan-simd [-dir DIR] [-grant-limit N] [-v]\n\n"+
@@ -40,7 +41,7 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
-	cfg := simd.Config{Dir: *dir, GrantLimit: *limit}
+	cfg := simdaemon.Config{Dir: *dir, GrantLimit: *limit}
 	if *verbose {
 		cfg.Logf = log.Printf
 	}
@@ -48,16 +49,16 @@ func main() {
 	// them behind.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	d, err := simd.Start(cfg)
+	d, err := simdaemon.Start(cfg)
 	if err != nil {
-		if errors.Is(err, simd.ErrAlreadyRunning) {
+		if errors.Is(err, simdaemon.ErrAlreadyRunning) {
 			fmt.Fprintln(os.Stderr, err)
 		} else {
 			log.Print(err)
 		}
 		os.Exit(1)
 	}
-	log.Printf("serving in %s (pid %d); xenstore of dom0: XENSTORED_PATH=%s", d.Dir(), os.Getpid(), simd.XenstorePath(d.Dir(), 0))
+	log.Printf("serving in %s (pid %d); xenstore of dom0: XENSTORED_PATH=%s", d.Dir(), os.Getpid(), simproto.XenstorePath(d.Dir(), 0))
 	s := <-sigs
 	log.Printf("%v: shutting down", s)
 	d.Close()

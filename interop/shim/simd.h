@@ -2,7 +2,8 @@
  * The client side of the vchan-simd control protocol, in C, for the shim
  * libraries that stand in for libxengnttab, libxenevtchn and libxenctrl
  * under Xen's unmodified C binaries. The protocol is documented at the top
- * of internal/simd/proto.go; internal/simd/client.go is the Go client.
+ * of internal/simd/simproto/proto.go; internal/simd/simclient is the Go
+ * client.
  *
  * One handle (xengnttab_open, xengntshr_open, xenevtchn_open) is one
  * control connection, as one handle is one open /dev/xen device: the

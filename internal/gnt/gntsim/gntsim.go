@@ -12,7 +12,9 @@
 // from their memfds, read-only when asked, so the kernel enforces the
 // protection exactly as a read-only grant mapping does. Because nothing but
 // file descriptors and offsets names the memory, the same design works
-// across processes.
+// across processes: the vchan-simd daemon (internal/simd/simdaemon) keeps
+// its grant tables in a Table and passes the memfds behind each region
+// (Files) to the process that maps them.
 //
 // Off Linux there is no memfd: a Share's pages are ordinary memory, and Map
 // returns that memory itself. It then accepts only consecutive pages of one
@@ -31,9 +33,7 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
@@ -45,17 +45,25 @@ import (
 // parameter `limit` (docs/PROTOCOL.md §10).
 const DefaultLimit = 1024
 
-// MaxMapPages bounds the number of references one Map call accepts. It is
-// the default of the Linux gntdev module parameter `limit` in the kernel
-// copy docs/PROTOCOL.md §11 cites; a vchan needs at most 257 pages (one shared
-// page and two rings of at most 128 pages each).
-const MaxMapPages = 1 << 20
+// MaxMapPages bounds the number of references one Map call accepts; more
+// fail with EINVAL, as past the per-request `limit` of recent gntdev
+// (docs/PROTOCOL.md §11). A vchan maps at most 256 pages at once (a ring of
+// order 20) and 513 in all (its shared page and two such rings). The bound
+// is the same in process and across processes: vchan-simd's map reply of
+// this many pages fits in one message of its control protocol.
+const MaxMapPages = 4096
 
-// firstRef is the first grant reference handed out by each domain. Xen
+// MaxMapShares bounds the number of Shares whose pages one Map call may
+// name; more fail with EINVAL. It is SCM_MAX_FD, the most descriptors the
+// kernel passes in one message: vchan-simd passes a map's memfds (see Files)
+// in one reply. A vchan maps each ring from one Share.
+const MaxMapShares = 253
+
+// FirstRef is the first grant reference handed out by each domain. Xen
 // reserves the first few entries of a grant table (GNTTAB_NR_RESERVED_ENTRIES
 // is 8) for the toolstack, so real references never start at 0; starting
 // higher also catches code that mistakes a zero value for a reference.
-const firstRef gnt.Ref = 8
+const FirstRef gnt.Ref = 8
 
 // Table holds the grant tables of all simulated domains. The zero value is
 // not usable; use NewTable. A Table is safe for concurrent use.
@@ -111,7 +119,7 @@ func (t *Table) domainLocked(domid uint16) *domain {
 	if d == nil {
 		d = &domain{
 			id:      domid,
-			nextRef: firstRef,
+			nextRef: FirstRef,
 			grants:  make(map[gnt.Ref]*grant),
 			regions: make(map[*region]struct{}),
 		}
@@ -321,19 +329,20 @@ func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.Sha
 		refs[i] = ref
 	}
 	d.granted += count
-	r := &sharedRegion{region: region{t: t, dom: d, src: src, shared: true, refs: refs}}
+	src.users = 1
+	r := &sharedRegion{region: region{t: t, dom: d, srcs: []*pages{src}, writable: true, shared: true, refs: refs}}
 	r.init(base, size, notify, hold)
 	return r, nil
 }
 
 // allocRef returns an unused grant reference: increasing numbers from
-// firstRef, never 0, skipping ones still in use after a wrap-around. t.mu
+// FirstRef, never 0, skipping ones still in use after a wrap-around. t.mu
 // must be held.
 func (d *domain) allocRef() gnt.Ref {
 	for {
 		ref := d.nextRef
 		d.nextRef++
-		if ref < firstRef {
+		if ref < FirstRef {
 			continue
 		}
 		if _, used := d.grants[ref]; used {
@@ -351,10 +360,10 @@ type mapper struct{ handle }
 // more than once. A read-only region is mapped PROT_READ only, so writes to
 // it fault. A reference that peer has not granted (or has revoked), or has
 // granted to another domain, gives an error wrapping gnt.ErrBadRef; no refs,
-// more than MaxMapPages of them, or an invalid notification give one
-// wrapping syscall.EINVAL. Off Linux, refs that are not consecutive pages of
-// one Share give one wrapping errors.ErrUnsupported, and read-only regions
-// are not protected.
+// more than MaxMapPages of them, pages of more than MaxMapShares Shares, or
+// an invalid notification give one wrapping syscall.EINVAL. Off Linux, refs
+// that are not consecutive pages of one Share give one wrapping
+// errors.ErrUnsupported, and read-only regions are not protected.
 func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.UnmapNotify) (gnt.Region, error) {
 	t, d := m.t, m.dom
 	n := len(refs)
@@ -367,6 +376,7 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 		return nil, err
 	}
 	grants := make([]*grant, n)
+	var srcs []*pages // the Shares the pages come from, each once
 	pd := t.doms[peer]
 	for i, ref := range refs {
 		var g *grant
@@ -382,6 +392,13 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 				d.id, ref, peer, g.peer, d.id, gnt.ErrBadRef)
 		}
 		grants[i] = g
+		if !slices.Contains(srcs, g.src) {
+			srcs = append(srcs, g.src)
+		}
+	}
+	if len(srcs) > MaxMapShares {
+		return nil, fmt.Errorf("gntsim: map %d pages: they come from %d shares, at most %d can be mapped at once: %w",
+			n, len(srcs), MaxMapShares, syscall.EINVAL)
 	}
 	size := n * gnt.PageSize
 	hold, err := t.checkNotifyLocked(d.id, notify, size, writable)
@@ -396,7 +413,10 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 		return nil, err
 	}
 	d.mapped += n
-	r := &region{t: t, dom: d}
+	for _, src := range srcs {
+		src.users++
+	}
+	r := &region{t: t, dom: d, srcs: srcs, grants: grants, writable: writable}
 	r.init(base, size, notify, hold)
 	return r, nil
 }
@@ -410,115 +430,3 @@ func runEnd(grants []*grant, i int) int {
 	}
 	return j
 }
-
-// region is a mapping of granted pages: one a domain shared (shared is set)
-// or one it mapped from a peer.
-type region struct {
-	t    *Table
-	dom  *domain
-	seq  uint64
-	base unsafe.Pointer
-	mem  []byte
-
-	shared bool
-	src    *pages    // for a shared region
-	refs   []gnt.Ref // for a shared region
-
-	notify gnt.UnmapNotify // zero if none
-	hold   *evtsim.PortRef // for notify.SendEvent
-
-	closed bool        // guarded by t.mu
-	gone   atomic.Bool // set on close, read by Bytes without the lock
-	// orphaned: closed because its domain died, but still mapped, since
-	// objects of the "dead" domain live on in this process and may touch
-	// the memory until they are closed; Close then unmaps it.
-	orphaned bool
-}
-
-// init fills in the mapping and registers r with its domain. t.mu must be
-// held.
-func (r *region) init(base unsafe.Pointer, size int, notify *gnt.UnmapNotify, hold *evtsim.PortRef) {
-	r.t.seq++
-	r.seq = r.t.seq
-	r.base = base
-	r.mem = unsafe.Slice((*byte)(base), size)
-	if notify != nil {
-		r.notify = *notify
-	}
-	r.hold = hold
-	r.dom.regions[r] = struct{}{}
-}
-
-// Bytes returns the mapped memory, or nil once the region is closed.
-func (r *region) Bytes() []byte {
-	if r.gone.Load() {
-		return nil
-	}
-	return r.mem
-}
-
-// Close fires the unmap notification, if any, and unmaps the pages. For a
-// shared region it also revokes the grants: the peer can no longer map them,
-// but its existing mappings keep working. A second Close returns an error
-// wrapping os.ErrClosed.
-func (r *region) Close() error {
-	r.t.mu.Lock()
-	defer r.t.mu.Unlock()
-	if r.orphaned {
-		r.orphaned = false
-		return unmap(r)
-	}
-	if r.closed {
-		return fmt.Errorf("gntsim: close region of domain %d: %w", r.dom.id, os.ErrClosed)
-	}
-	if err := r.t.closeLocked(r); err != nil {
-		return err
-	}
-	return unmap(r)
-}
-
-func unmap(r *region) error {
-	if err := munmap(r.base, len(r.mem)); err != nil {
-		return fmt.Errorf("gntsim: munmap region of domain %d: %w", r.dom.id, err)
-	}
-	return nil
-}
-
-// closeLocked closes r, which must not be closed yet, except for the munmap
-// itself, which the caller does. t.mu must be held.
-func (t *Table) closeLocked(r *region) error {
-	r.closed = true
-	r.gone.Store(true)
-	d := r.dom
-	delete(d.regions, r)
-	if r.shared {
-		// Like gntalloc's unshare (docs/PROTOCOL.md §10): the references go
-		// away for new maps. The memfd is no longer needed for them, and
-		// the peer's mappings hold the memory on their own.
-		for _, ref := range r.refs {
-			delete(d.grants, ref)
-		}
-		d.granted -= len(r.refs)
-		r.src.release()
-	} else {
-		d.mapped -= len(r.mem) / gnt.PageSize
-	}
-	// The unmap notification, in the kernel's order: clear the byte, then
-	// notify through the held LOCAL port, which wakes its remote end.
-	if r.notify.ClearByte {
-		gnt.ClearByte(&r.mem[r.notify.Offset])
-	}
-	if r.hold != nil {
-		// The port may be gone with its dead domain; the kernel ignores
-		// that too.
-		_ = r.hold.Notify()
-		r.hold.Release()
-	}
-	return nil
-}
-
-// sharedRegion is a region this domain shared; it adds the grant references.
-type sharedRegion struct{ region }
-
-// Refs returns a copy of the grant references of the pages, in page order.
-func (r *sharedRegion) Refs() []gnt.Ref { return slices.Clone(r.refs) }

@@ -414,8 +414,8 @@ func TestRefsDistinctAndNonZero(t *testing.T) {
 		s := share(t, tb, 0, uint16(1+i%2), 1+i%3, nil)
 		regions = append(regions, s)
 		for _, ref := range s.Refs() {
-			if ref < firstRef {
-				t.Errorf("ref %d below %d (Xen-reserved, or zero)", ref, firstRef)
+			if ref < FirstRef {
+				t.Errorf("ref %d below %d (Xen-reserved, or zero)", ref, FirstRef)
 			}
 			if seen[ref] {
 				t.Errorf("ref %d handed out twice", ref)
@@ -539,4 +539,23 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	checkEmpty(t, tb, 0, 1, 2)
+}
+
+// A map may draw its pages from at most MaxMapShares shares.
+func TestMapMaxShares(t *testing.T) {
+	tb := NewTable(nil, 0)
+	var refs []gnt.Ref
+	var shares []gnt.SharedRegion
+	for range MaxMapShares + 1 {
+		s := share(t, tb, 0, 1, 1, nil)
+		shares = append(shares, s)
+		refs = append(refs, s.Refs()[0])
+	}
+	if _, err := tb.Mapper(1).Map(0, refs, true, nil); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "shares") {
+		t.Errorf("Map of pages of %d shares = %v, want EINVAL", len(refs), err)
+	}
+	for _, s := range shares {
+		s.Close()
+	}
+	checkEmpty(t, tb, 0, 1)
 }

@@ -11,7 +11,11 @@ import (
 
 // pages is the memory of one Share: a memfd, so that Map can map any of its
 // pages anywhere, with the protection asked for.
-type pages struct{ fd int }
+type pages struct {
+	fd    int
+	rofd  int // read-only reopening of fd, for Files; -1 until needed
+	users int // see put
+}
 
 // newPages creates a memfd of size zeroed bytes and maps it shared and
 // read-write. The memfd stays open: grants name pages by (fd, offset).
@@ -29,12 +33,17 @@ func newPages(size int) (*pages, unsafe.Pointer, error) {
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("gntsim: mmap %d bytes of memfd: %w", size, err)
 	}
-	return &pages{fd: fd}, base, nil
+	return &pages{fd: fd, rofd: -1}, base, nil
 }
 
-// release closes the memfd once its Share is closed: mappings of its pages
-// hold the memory on their own.
-func (p *pages) release() { unix.Close(p.fd) }
+// release closes the memfd once its Share and every map of its pages are
+// closed (see put): mappings hold the memory on their own.
+func (p *pages) release() {
+	unix.Close(p.fd)
+	if p.rofd >= 0 {
+		unix.Close(p.rofd)
+	}
+}
 
 // mapGrants reserves an address range for len(grants) pages and maps each
 // page over it from its memfd, MAP_FIXED, coalescing runs of consecutive

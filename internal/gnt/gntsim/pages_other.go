@@ -14,7 +14,10 @@ import (
 // pages is the memory of one Share. Without memfd (Linux only) it is
 // ordinary Go memory: the garbage collector keeps it alive while any region
 // uses it, as mappings keep a memfd's pages alive after the Share closes.
-type pages struct{ mem []byte }
+type pages struct {
+	mem   []byte
+	users int // see put
+}
 
 func newPages(size int) (*pages, unsafe.Pointer, error) {
 	p := &pages{mem: make([]byte, size)}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simdaemon
 
 import (
 	"errors"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/gnt/gntsim"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore/xsserver"
 	"github.com/vchan-go/vchan/internal/xenstore/xssim"
 )
@@ -24,19 +26,19 @@ import (
 // Daemon is a running simulated Xen host. Start one per directory.
 type Daemon struct {
 	dir    string
-	limit  int
 	logf   func(format string, args ...any)
 	lock   *os.File
 	store  *xssim.Store
 	xs     *xsserver.Server
 	events *evtsim.Switch
+	grants *gntsim.Table
 	ctl    *net.UnixListener
 
 	// life serialises domain creation and release, which call into the
 	// store and create or remove sockets; it is taken before mu.
 	life sync.Mutex
 
-	// mu guards the grant tables and everything below.
+	// mu guards everything below.
 	mu      sync.Mutex
 	doms    map[uint16]*domain
 	socks   map[string]uint16 // xenstored socket path -> domid
@@ -49,16 +51,13 @@ type Daemon struct {
 	closeOnce sync.Once
 }
 
-// domain is the state of one live simulated domain.
+// domain is the state of one live simulated domain; its grants are in
+// Daemon.grants.
 type domain struct {
-	id      uint16
-	conns   int // live control connections
-	ln      *net.UnixListener
-	sock    string
-	nextRef gnt.Ref
-	grants  map[gnt.Ref]*grant
-	granted int // pages granted now
-	mapped  int // pages of others mapped now
+	id    uint16
+	conns int // live control connections
+	ln    *net.UnixListener
+	sock  string
 }
 
 // Start takes the directory (failing with an error wrapping
@@ -67,10 +66,10 @@ type domain struct {
 func Start(cfg Config) (*Daemon, error) {
 	dir := cfg.Dir
 	if dir == "" {
-		dir = DefaultDir()
+		dir = simproto.DefaultDir()
 	}
 	dir = filepath.Clean(dir)
-	if n := len(XenstorePath(dir, firstDomIDReserved)); n > len(unix.RawSockaddrUnix{}.Path)-1 {
+	if n := len(simproto.XenstorePath(dir, simproto.FirstReservedDomID)); n > len(unix.RawSockaddrUnix{}.Path)-1 {
 		return nil, fmt.Errorf("vchan-simd: directory %s is too long for unix socket paths (%d bytes; use a shorter -dir)", dir, n)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -82,7 +81,6 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{
 		dir:    dir,
-		limit:  cfg.GrantLimit,
 		logf:   cfg.Logf,
 		lock:   lock,
 		store:  xssim.NewStore(xssim.DefaultLimits()),
@@ -91,9 +89,7 @@ func Start(cfg Config) (*Daemon, error) {
 		socks:  make(map[string]uint16),
 		conns:  make(map[*conn]struct{}),
 	}
-	if d.limit <= 0 {
-		d.limit = DefaultGrantLimit
-	}
+	d.grants = gntsim.NewTable(d.events, cfg.GrantLimit) // <= 0: DefaultGrantLimit
 	if d.logf == nil {
 		d.logf = func(string, ...any) {}
 	}
@@ -107,7 +103,7 @@ func Start(cfg Config) (*Daemon, error) {
 	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return fail(fmt.Errorf("vchan-simd: %w", err))
 	}
-	d.ctl, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: controlPath(dir), Net: "unixpacket"})
+	d.ctl, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: simproto.ControlPath(dir), Net: "unixpacket"})
 	if err != nil {
 		return fail(fmt.Errorf("vchan-simd: %w", err))
 	}
@@ -149,7 +145,7 @@ func takeLock(dir string) (*os.File, error) {
 
 // removeStale removes the sockets a crashed daemon left behind.
 func removeStale(dir string) {
-	os.Remove(controlPath(dir))
+	os.Remove(simproto.ControlPath(dir))
 	socks, _ := filepath.Glob(filepath.Join(dir, "dom*", "xenstored"))
 	for _, s := range socks {
 		os.Remove(s)
@@ -211,7 +207,7 @@ func (d *Daemon) accept() {
 			return
 		}
 		d.connSeq++
-		c := &conn{d: d, id: d.connSeq, uc: uc, regions: make(map[uint32]*region), ports: make(map[uint32]*dport)}
+		c := &conn{d: d, id: d.connSeq, uc: uc, regions: make(map[uint32]gnt.Region), ports: make(map[uint32]*dport)}
 		d.conns[c] = struct{}{}
 		d.wg.Add(1)
 		d.mu.Unlock()
@@ -251,7 +247,7 @@ func (d *Daemon) join(id uint16) error {
 	if err := d.store.IntroduceDomain(id); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("vchan-simd: introduce domain %d: %w", id, err)
 	}
-	sock := XenstorePath(d.dir, id)
+	sock := simproto.XenstorePath(d.dir, id)
 	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
 		return fmt.Errorf("vchan-simd: domain %d: %w", id, err)
 	}
@@ -261,7 +257,7 @@ func (d *Daemon) join(id uint16) error {
 		return fmt.Errorf("vchan-simd: domain %d: %w", id, err)
 	}
 	d.mu.Lock()
-	d.doms[id] = &domain{id: id, conns: 1, ln: ln, sock: sock, nextRef: firstRef, grants: make(map[gnt.Ref]*grant)}
+	d.doms[id] = &domain{id: id, conns: 1, ln: ln, sock: sock}
 	d.socks[sock] = id
 	d.mu.Unlock()
 	d.xsWG.Add(1)
@@ -274,8 +270,9 @@ func (d *Daemon) join(id uint16) error {
 }
 
 // leave drops a control connection of domain id; the last one of a domain
-// other than dom0 releases it: its event channels go, its xenstore home is
-// removed and @releaseDomain fires, and its socket is removed.
+// other than dom0 releases it: its grant tables (empty by now: each
+// connection closed its regions) and event channels go, its xenstore home
+// is removed and @releaseDomain fires, and its socket is removed.
 func (d *Daemon) leave(id uint16) {
 	d.life.Lock()
 	defer d.life.Unlock()
@@ -292,6 +289,7 @@ func (d *Daemon) leave(id uint16) {
 
 	dom.ln.Close() // unlinks the socket; Serve returns
 	os.Remove(filepath.Dir(dom.sock))
+	d.grants.CloseDomain(id) // a later domain id starts afresh
 	d.events.CloseDomain(id)
 	_ = d.store.ReleaseDomain(id)
 	d.logf("domain %d released", id)
@@ -299,14 +297,11 @@ func (d *Daemon) leave(id uint16) {
 
 // Resources returns what domain domid holds now.
 func (d *Daemon) Resources(domid uint16) Resources {
-	var r Resources
-	d.mu.Lock()
-	if dom := d.doms[domid]; dom != nil {
-		r.Granted, r.Mapped = dom.granted, dom.mapped
+	return Resources{
+		Granted: d.grants.Granted(domid),
+		Mapped:  d.grants.Mapped(domid),
+		Ports:   d.events.Ports(domid),
 	}
-	d.mu.Unlock()
-	r.Ports = d.events.Ports(domid)
-	return r
 }
 
 // Domains returns the ids of the live domains, in no particular order.

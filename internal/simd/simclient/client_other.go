@@ -1,42 +1,24 @@
 //go:build !linux
 
-package simd
+package simclient
 
 import (
-	"errors"
-	"fmt"
-	"runtime"
-
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
 // The daemon hands out memfds over SOCK_SEQPACKET sockets (SCM_RIGHTS) and
-// reopens them read-only through /proc: Linux only. Elsewhere Start and
-// Connect fail and say so; the in-process simulator (vchan.NewSimulator)
-// works everywhere.
+// reopens them read-only through /proc: Linux only. Elsewhere Connect fails
+// and says so; the in-process simulator (vchan.NewSimulator) works
+// everywhere.
 
-func errNeedsLinux(what string) error {
-	return fmt.Errorf("%s: needs Linux (memfd, SCM_RIGHTS); this is %s: %w", what, runtime.GOOS, errors.ErrUnsupported)
-}
-
-// Daemon is a running simulated Xen host; off Linux none can be started.
-type Daemon struct{}
-
-// Start fails off Linux, with an error wrapping errors.ErrUnsupported.
-func Start(Config) (*Daemon, error) { return nil, errNeedsLinux("vchan simulator daemon") }
-
-// The methods of Daemon and Domain exist so that callers compile; no
-// Daemon or Domain is ever returned here.
-
-func (*Daemon) Dir() string                { return "" }
-func (*Daemon) Close() error               { return nil }
-func (*Daemon) Resources(uint16) Resources { return Resources{} }
-func (*Daemon) Domains() []uint16          { return nil }
+var errNeedsLinux = simproto.NeedsLinux
 
 // Domain is a process's membership of the simulator; off Linux there is
-// none.
+// none. Its methods exist so that callers compile; no Domain is ever
+// returned here.
 type Domain struct{}
 
 // Connect fails off Linux, with an error wrapping errors.ErrUnsupported.

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simdaemon
 
 import (
 	"bufio"
@@ -19,6 +19,8 @@ import (
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/simd/simclient"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
 // childEnv makes the test binary act as a helper process (see runChild).
@@ -41,7 +43,7 @@ func TestMain(m *testing.M) {
 // "READY <ref> <port>", then answers "check <text>" (is <text> at offset
 // 100?) until it is killed or stdin closes.
 func runChild(dir string) error {
-	dom, err := Connect(dir, 1)
+	dom, err := simclient.Connect(dir, 1)
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ func buildDaemon(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vchan-simd")
 	_, file, _, _ := runtime.Caller(0)
-	pkg := filepath.Join(filepath.Dir(file), "..", "..", "cmd", "vchan-simd")
+	pkg := filepath.Join(filepath.Dir(file), "..", "..", "..", "cmd", "vchan-simd")
 	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build cmd/vchan-simd: %v\n%s", err, out)
@@ -117,11 +119,11 @@ func runDaemon(t *testing.T, bin string, args ...string) *daemonProc {
 }
 
 // waitConnect connects as domid, retrying while the daemon starts.
-func waitConnect(t *testing.T, dir string, domid uint16) *Domain {
+func waitConnect(t *testing.T, dir string, domid uint16) *simclient.Domain {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		dom, err := Connect(dir, domid)
+		dom, err := simclient.Connect(dir, domid)
 		if err == nil {
 			t.Cleanup(func() { dom.Close() })
 			return dom
@@ -231,12 +233,12 @@ func TestSeparateProcesses(t *testing.T) {
 	}
 
 	t.Run("C tools", func(t *testing.T) {
-		ls := xenstoreTool(t, XenstorePath(dir, 0), "xenstore-ls", "/local/domain/0")
+		ls := xenstoreTool(t, simproto.XenstorePath(dir, 0), "xenstore-ls", "/local/domain/0")
 		if !strings.Contains(ls, `domid = "0"`) {
 			t.Errorf("xenstore-ls /local/domain/0 as dom0:\n%s", ls)
 		}
 		// A connection on dom1's socket is domain 1.
-		if v := xenstoreTool(t, XenstorePath(dir, 1), "xenstore-read", "domid"); strings.TrimSpace(v) != "1" {
+		if v := xenstoreTool(t, simproto.XenstorePath(dir, 1), "xenstore-read", "domid"); strings.TrimSpace(v) != "1" {
 			t.Errorf("xenstore-read domid on dom1's socket = %q", v)
 		}
 	})
@@ -275,7 +277,7 @@ func TestSeparateProcesses(t *testing.T) {
 	if _, err := xs.Read("/local/domain/1"); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("/local/domain/1 after the child died: %v", err)
 	}
-	if _, err := os.Stat(XenstorePath(dir, 1)); err == nil {
+	if _, err := os.Stat(simproto.XenstorePath(dir, 1)); err == nil {
 		t.Error("dom1's xenstored socket outlives the domain")
 	}
 
@@ -300,7 +302,7 @@ func TestSeparateProcesses(t *testing.T) {
 		func() error { _, err := dom0.Sharer().Share(1, 1, nil); return err },
 		func() error { _, err := dom0.Evtchn().BindUnbound(1); return err },
 	} {
-		if err := call(); !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "vchan simulator connection lost") {
+		if err := call(); !errors.Is(err, simclient.ErrConnectionLost) || !strings.Contains(err.Error(), "vchan simulator connection lost") {
 			t.Errorf("call after the daemon died = %v, want connection lost", err)
 		}
 	}
@@ -310,7 +312,7 @@ func TestSeparateProcesses(t *testing.T) {
 
 	// Its sockets are stale now; a new daemon replaces them, and stops
 	// cleanly on SIGTERM.
-	if _, err := Connect(dir, 0); !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "stale socket") {
+	if _, err := simclient.Connect(dir, 0); !errors.Is(err, simclient.ErrNotRunning) || !strings.Contains(err.Error(), "stale socket") {
 		t.Errorf("Connect after the daemon died = %v, want the stale-socket hint", err)
 	}
 	d2 := runDaemon(t, bin, "-dir", dir)
@@ -326,12 +328,12 @@ func TestSeparateProcesses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("vchan-simd did not exit on SIGTERM")
 	}
-	for _, f := range []string{controlPath(dir), XenstorePath(dir, 0), filepath.Join(dir, "pid")} {
+	for _, f := range []string{simproto.ControlPath(dir), simproto.XenstorePath(dir, 0), filepath.Join(dir, "pid")} {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("%s left behind after SIGTERM", f)
 		}
 	}
-	if _, err := Connect(dir, 0); !errors.Is(err, ErrNotRunning) || strings.Contains(err.Error(), "stale") {
+	if _, err := simclient.Connect(dir, 0); !errors.Is(err, simclient.ErrNotRunning) || strings.Contains(err.Error(), "stale") {
 		t.Errorf("Connect after a clean shutdown = %v", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simclient
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
 // device is the client's evtchn.Device.
@@ -22,21 +23,21 @@ type device struct {
 
 // BindUnbound allocates a port that only domain remote may bind to.
 func (dv *device) BindUnbound(remote uint16) (evtchn.Channel, error) {
-	return dv.bind(msg(nil).u32(opBindUnbound, uint32(remote)))
+	return dv.bind(simproto.Msg(nil).U32(simproto.OpBindUnbound, uint32(remote)))
 }
 
 // BindInterdomain connects a new local port to remotePort of domain
 // remote, which must be unbound and offered to this domain (else the error
 // wraps evtchn.ErrNotBindable).
 func (dv *device) BindInterdomain(remote uint16, remotePort evtchn.Port) (evtchn.Channel, error) {
-	return dv.bind(msg(nil).u32(opBindInterdomain, uint32(remote), uint32(remotePort)))
+	return dv.bind(simproto.Msg(nil).U32(simproto.OpBindInterdomain, uint32(remote), uint32(remotePort)))
 }
 
 // bind binds a port on a daemon connection of its own, as libxenvchan
 // opens a /dev/xen/evtchn handle per connection: the port's events then
 // arrive on a socket of their own, which the waiting goroutine reads itself
 // (evtchn.Channel.Wait), with no router goroutine in between.
-func (dv *device) bind(req msg) (evtchn.Channel, error) {
+func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 	dv.mu.Lock()
 	closed := dv.closed
 	dv.mu.Unlock()
@@ -64,13 +65,13 @@ func (dv *device) bind(req msg) (evtchn.Channel, error) {
 		return nil, err
 	}
 	closeAll(fds)
-	port := evtchn.Port(p.u32())
-	if p.bad {
+	port := evtchn.Port(p.U32())
+	if p.Bad {
 		own.Close()
 		return nil, fmt.Errorf("vchan simulator: bind: bad reply")
 	}
 	c := &channel{d: d, own: own, port: port,
-		notifyReq: msg(nil).u32(opNotifyAsync, uint32(port))}
+		notifyReq: simproto.Msg(nil).U32(simproto.OpNotifyAsync, uint32(port))}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || d.lost != nil {
@@ -104,7 +105,7 @@ type channel struct {
 	// notifyReq is the notify_async request for the port, built once:
 	// Notify writes it as is (never modified, so concurrent writes are
 	// safe) and allocates nothing.
-	notifyReq msg
+	notifyReq simproto.Msg
 
 	interrupted atomic.Bool // see Interrupt
 	buf         [64]byte    // for Wait, which one goroutine at a time calls
@@ -214,7 +215,7 @@ func (c *channel) Close() error {
 		delete(d.ports, c.port)
 	}
 	d.mu.Unlock()
-	_, _, err := c.own.call("unbind", msg(nil).u32(opUnbind, uint32(c.port)))
+	_, _, err := c.own.call("unbind", simproto.Msg(nil).U32(simproto.OpUnbind, uint32(c.port)))
 	c.own.Close()
 	return err
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simclient
 
 import (
 	"encoding/binary"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
@@ -45,7 +46,7 @@ type Domain struct {
 	watcherDone chan struct{}
 }
 
-// Connect joins the simulator in dir (DefaultDir() if empty) as domain
+// Connect joins the simulator in dir (simproto.DefaultDir() if empty) as domain
 // domid. The daemon creates the domain if it is new; it lives until the
 // last process of the domain closes its Domain or exits.
 func Connect(dir string, domid uint16) (*Domain, error) {
@@ -62,17 +63,17 @@ func Connect(dir string, domid uint16) (*Domain, error) {
 // either starts it or reads the event socket itself.
 func dialDaemon(dir string, domid uint16) (*Domain, error) {
 	if dir == "" {
-		dir = DefaultDir()
+		dir = simproto.DefaultDir()
 	}
-	path := controlPath(dir)
+	path := simproto.ControlPath(dir)
 	ctl, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ENOENT):
-			return nil, fmt.Errorf("%w in %s: start it with \"vchan-simd &\" (or set %s)", ErrNotRunning, dir, DirEnv)
+			return nil, fmt.Errorf("%w in %s: start it with \"vchan-simd &\" (or set %s)", ErrNotRunning, dir, simproto.DirEnv)
 		case errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("%w in %s (stale socket %s left by a daemon that died): start it with \"vchan-simd &\" (or set %s)",
-				ErrNotRunning, dir, path, DirEnv)
+				ErrNotRunning, dir, path, simproto.DirEnv)
 		}
 		return nil, fmt.Errorf("vchan simulator in %s: %w", dir, err)
 	}
@@ -80,17 +81,17 @@ func dialDaemon(dir string, domid uint16) (*Domain, error) {
 		dir:         dir,
 		domid:       domid,
 		ctl:         ctl,
-		buf:         make([]byte, maxMsg),
-		oob:         make([]byte, unix.CmsgSpace(maxMapFiles*4)),
+		buf:         make([]byte, simproto.MaxMsg),
+		oob:         make([]byte, unix.CmsgSpace(simproto.MaxFDs*4)),
 		ports:       make(map[evtchn.Port]*channel),
 		watcherDone: make(chan struct{}),
 	}
-	p, fds, err := d.call("hello", msg(nil).u32(opHello, protoVersion, uint32(domid)))
+	p, fds, err := d.call("hello", simproto.Msg(nil).U32(simproto.OpHello, simproto.Version, uint32(domid)))
 	if err != nil {
 		ctl.Close()
 		return nil, err
 	}
-	if version := p.u32(); len(fds) != 1 || version != protoVersion {
+	if version := p.U32(); len(fds) != 1 || version != simproto.Version {
 		closeAll(fds)
 		ctl.Close()
 		return nil, fmt.Errorf("vchan simulator in %s: bad hello reply (protocol version %d, %d descriptors)", dir, version, len(fds))
@@ -124,7 +125,7 @@ func (d *Domain) Xenstore() (xenstore.Client, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
-	c, err := xsclient.DialSocket(XenstorePath(d.dir, d.domid))
+	c, err := xsclient.DialSocket(simproto.XenstorePath(d.dir, d.domid))
 	if err != nil {
 		return nil, fmt.Errorf("vchan simulator in %s: xenstore of domain %d: %w", d.dir, d.domid, err)
 	}
@@ -213,7 +214,7 @@ func (d *Domain) wakeAllLocked() {
 // call sends one request and returns its reply, after the status, and the
 // descriptors passed with it, which the caller owns. op names the request
 // in errors.
-func (d *Domain) call(op string, req msg) (*parser, []int, error) {
+func (d *Domain) call(op string, req simproto.Msg) (*simproto.Parser, []int, error) {
 	if err := d.usable(); err != nil {
 		return nil, nil, err
 	}
@@ -228,7 +229,7 @@ func (d *Domain) call(op string, req msg) (*parser, []int, error) {
 
 // exchange sends req and reads the reply. ioErr reports a broken
 // connection, err a failure the daemon reported. It does not take d.mu.
-func (d *Domain) exchange(req msg) (p *parser, fds []int, ioErr, err error) {
+func (d *Domain) exchange(req simproto.Msg) (p *simproto.Parser, fds []int, ioErr, err error) {
 	d.callMu.Lock()
 	defer d.callMu.Unlock()
 	if _, _, err := d.ctl.WriteMsgUnix(req, nil, nil); err != nil {
@@ -252,10 +253,10 @@ func (d *Domain) exchange(req msg) (p *parser, fds []int, ioErr, err error) {
 	// may start as soon as callMu is released, while the caller still
 	// parses this reply (seen as "map: bad reply" under concurrent
 	// Accept and Dial in one process). Only setup calls come here.
-	p = &parser{b: append([]byte(nil), d.buf[4:n]...)}
-	if st := binary.NativeEndian.Uint32(d.buf); st != stOK {
+	p = &simproto.Parser{B: append([]byte(nil), d.buf[4:n]...)}
+	if st := binary.NativeEndian.Uint32(d.buf); st != simproto.StOK {
 		closeAll(fds)
-		return nil, nil, nil, fmt.Errorf("%s: %w", string(p.b), sentinel(st))
+		return nil, nil, nil, fmt.Errorf("%s: %w", string(p.B), simproto.Sentinel(st))
 	}
 	return p, fds, nil, nil
 }

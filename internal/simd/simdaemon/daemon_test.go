@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simdaemon
 
 import (
 	"errors"
@@ -21,6 +21,9 @@ import (
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/gnt/gntsim"
+	"github.com/vchan-go/vchan/internal/simd/simclient"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
@@ -35,9 +38,9 @@ func startDaemon(t *testing.T, limit int) *Daemon {
 	return d
 }
 
-func connect(t *testing.T, dir string, domid uint16) *Domain {
+func connect(t *testing.T, dir string, domid uint16) *simclient.Domain {
 	t.Helper()
-	dom, err := Connect(dir, domid)
+	dom, err := simclient.Connect(dir, domid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,7 @@ func TestShareMap(t *testing.T) {
 	sh := dom1.Sharer()
 	r := must[gnt.SharedRegion](t)(sh.Share(0, 2, nil))
 	refs := r.Refs()
-	if len(refs) != 2 || refs[0] < firstRef || len(r.Bytes()) != 2*gnt.PageSize {
+	if len(refs) != 2 || refs[0] < gntsim.FirstRef || len(r.Bytes()) != 2*gnt.PageSize {
 		t.Fatalf("refs %v, %d bytes", refs, len(r.Bytes()))
 	}
 	if got := d.Resources(1); got.Granted != 2 {
@@ -255,7 +258,7 @@ func TestDomainDeath(t *testing.T) {
 	w := must[xenstore.Watch](t)(xs.Watch("@releaseDomain"))
 	<-w.Events() // the initial event
 
-	dom1, err := Connect(d.Dir(), 1)
+	dom1, err := simclient.Connect(d.Dir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,19 +409,19 @@ func TestEvtchn(t *testing.T) {
 
 func TestNotRunning(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Connect(dir, 0)
-	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), `start it with "vchan-simd &"`) {
+	_, err := simclient.Connect(dir, 0)
+	if !errors.Is(err, simclient.ErrNotRunning) || !strings.Contains(err.Error(), `start it with "vchan-simd &"`) {
 		t.Errorf("Connect without a daemon = %v", err)
 	}
 	// A stale socket: bound, nobody listening.
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: controlPath(dir), Net: "unixpacket"})
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: simproto.ControlPath(dir), Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
-	_, err = Connect(dir, 0)
-	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "stale socket") {
+	_, err = simclient.Connect(dir, 0)
+	if !errors.Is(err, simclient.ErrNotRunning) || !strings.Contains(err.Error(), "stale socket") {
 		t.Errorf("Connect to a stale socket = %v", err)
 	}
 	// The daemon replaces it.
@@ -444,27 +447,27 @@ func TestDaemonGone(t *testing.T) {
 	r := must[gnt.SharedRegion](t)(dom0.Sharer().Share(1, 1, nil))
 	woke := waitFailure(b)
 	d.Close()
-	for _, f := range []string{controlPath(d.Dir()), XenstorePath(d.Dir(), 0), filepath.Join(d.Dir(), "pid")} {
+	for _, f := range []string{simproto.ControlPath(d.Dir()), simproto.XenstorePath(d.Dir(), 0), filepath.Join(d.Dir(), "pid")} {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("%s still exists after Close", f)
 		}
 	}
 	select {
 	case err := <-woke:
-		if !errors.Is(err, ErrConnectionLost) {
-			t.Errorf("Wait when the daemon went away = %v, want ErrConnectionLost", err)
+		if !errors.Is(err, simclient.ErrConnectionLost) {
+			t.Errorf("Wait when the daemon went away = %v, want simclient.ErrConnectionLost", err)
 		}
 	case <-time.After(time.Second):
 		t.Fatal("waiter not woken when the daemon went away")
 	}
 	start := time.Now()
-	if err := b.Notify(); !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "vchan simulator connection lost") {
+	if err := b.Notify(); !errors.Is(err, simclient.ErrConnectionLost) || !strings.Contains(err.Error(), "vchan simulator connection lost") {
 		t.Errorf("Notify after the daemon died = %v", err)
 	}
-	if _, err := dom0.Sharer().Share(1, 1, nil); !errors.Is(err, ErrConnectionLost) {
+	if _, err := dom0.Sharer().Share(1, 1, nil); !errors.Is(err, simclient.ErrConnectionLost) {
 		t.Errorf("Share after the daemon died = %v", err)
 	}
-	if err := r.Close(); !errors.Is(err, ErrConnectionLost) {
+	if err := r.Close(); !errors.Is(err, simclient.ErrConnectionLost) {
 		t.Errorf("region Close after the daemon died = %v", err)
 	}
 	if time.Since(start) > time.Second {
@@ -480,7 +483,7 @@ func simdGoroutines() (int, string) {
 	n := 0
 	var found []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		ours := strings.Contains(g, "internal/simd.") || strings.Contains(g, "xenstore/xsclient.") || strings.Contains(g, "xenstore/xsserver.")
+		ours := strings.Contains(g, "internal/simd/") || strings.Contains(g, "xenstore/xsclient.") || strings.Contains(g, "xenstore/xsserver.")
 		if ours && !strings.Contains(g, "simdGoroutines") &&
 			!strings.Contains(g, "testing.tRunner") {
 			n++
@@ -496,7 +499,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	dom0 := connect(t, d.Dir(), 0)
-	dom1, err := Connect(d.Dir(), 1)
+	dom1, err := simclient.Connect(d.Dir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,25 +527,9 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 }
 
-func TestDefaultDir(t *testing.T) {
-	t.Setenv(DirEnv, "")
-	t.Setenv("XDG_RUNTIME_DIR", "")
-	if got, want := DefaultDir(), "/tmp/vchan-sim-"+strconv.Itoa(os.Getuid()); got != want {
-		t.Errorf("DefaultDir() = %q, want %q", got, want)
-	}
-	t.Setenv("XDG_RUNTIME_DIR", "/run/user/7")
-	if got := DefaultDir(); got != "/run/user/7/vchan-sim" {
-		t.Errorf("DefaultDir() with XDG_RUNTIME_DIR = %q", got)
-	}
-	t.Setenv(DirEnv, "/x/y")
-	if got := DefaultDir(); got != "/x/y" {
-		t.Errorf("DefaultDir() with %s = %q", DirEnv, got)
-	}
-}
-
 func TestReservedDomID(t *testing.T) {
 	d := startDaemon(t, 0)
-	_, err := Connect(d.Dir(), 0x7ff0)
+	_, err := simclient.Connect(d.Dir(), 0x7ff0)
 	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("Connect as domain 0x7ff0 = %v, want EINVAL", err)
 	}

@@ -1,12 +1,13 @@
-// Package simd is a simulated Xen host that separate processes share: the
-// daemon logic behind cmd/vchan-simd, and the client side a process uses to
-// join the simulator as one domain.
+// Package simproto is the control protocol of the cross-process simulated
+// Xen host: what its daemon (package simdaemon, behind cmd/vchan-simd) and
+// its client (package simclient, behind vchan.SimHost) both speak, and where
+// the daemon keeps its sockets.
 //
-// The daemon plays hypervisor and xenstored. It owns the grant tables (pages
-// are memfds), the event channels (an evtsim.Switch) and the xenstore (a
-// xssim.Store served by xsserver). It needs Linux; elsewhere Start and
-// Connect fail and say so (simd_other.go). All its state lives in one
-// directory:
+// The daemon plays hypervisor and xenstored. It owns the grant tables (a
+// gntsim.Table: pages are memfds), the event channels (an evtsim.Switch) and
+// the xenstore (a xssim.Store served by xsserver). It needs Linux; elsewhere
+// simdaemon.Start and simclient.Connect fail and say so. All its state lives
+// in one directory:
 //
 //	DIR/lock              flock'ed by the running daemon
 //	DIR/pid               its process id
@@ -53,7 +54,9 @@
 // (UNMAP_NOTIFY_CLEAR_BYTE 1, UNMAP_NOTIFY_SEND_EVENT 2). Status codes: 1
 // EINVAL, 2 grant limit (gnt.ErrNoSpace), 3 bad grant reference
 // (gnt.ErrBadRef), 4 port not bindable (evtchn.ErrNotBindable), 5 closed
-// (evtchn.ErrClosed), 6 other failure.
+// (evtchn.ErrClosed), 6 other failure. A share asks for at most
+// MaxSharePages pages; a map names at most gntsim.MaxMapPages references,
+// from at most gntsim.MaxMapShares shares.
 //
 // The process maps the memfds itself (MAP_SHARED). For a read-only map the
 // daemon hands out a read-only descriptor of the memfd (reopened through
@@ -78,7 +81,8 @@
 //
 // # Unmap notifications and death
 //
-// The daemon maps every memfd it hands out. When a region with an unmap
+// The daemon maps every region it hands out too (its grant tables are a
+// gntsim.Table, which does that in process). When a region with an unmap
 // notification is unmapped (unmap request), or its process dies (its
 // control connection closes), the daemon clears the byte with an atomic AND
 // on the aligned 32-bit word and sends the event on the port held for it,
@@ -86,7 +90,7 @@
 // §5). Then it closes the connection's ports. When the last connection of a
 // domain other than dom0 closes, the domain is released: its xenstore home
 // goes and @releaseDomain fires.
-package simd
+package simproto
 
 import (
 	"encoding/binary"
@@ -94,32 +98,35 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/gnt/gntsim"
 )
 
-// protoVersion is the control protocol version hello carries.
-const protoVersion = 2
+// Version is the control protocol version hello carries.
+const Version = 2
 
 // Requests.
 const (
-	opHello uint32 = iota + 1
-	opShare
-	opMap
-	opUnmap
-	opBindUnbound
-	opBindInterdomain
-	opNotify
-	opUnbind
-	opNotifyAsync
+	OpHello uint32 = iota + 1
+	OpShare
+	OpMap
+	OpUnmap
+	OpBindUnbound
+	OpBindInterdomain
+	OpNotify
+	OpUnbind
+	OpNotifyAsync
 )
 
 var opNames = [...]string{"?", "hello", "share", "map", "unmap", "bind_unbound", "bind_interdomain", "notify", "unbind", "notify_async"}
 
-func opName(op uint32) string {
+// OpName names a request in messages.
+func OpName(op uint32) string {
 	if int(op) < len(opNames) {
 		return opNames[op]
 	}
@@ -128,13 +135,13 @@ func opName(op uint32) string {
 
 // Reply status codes.
 const (
-	stOK uint32 = iota
-	stInval
-	stNoSpace
-	stBadRef
-	stNotBindable
-	stClosed
-	stFailed
+	StOK uint32 = iota
+	StInval
+	StNoSpace
+	StBadRef
+	StNotBindable
+	StClosed
+	StFailed
 )
 
 // Unmap notification flags, as in <xen/gntalloc.h> and <xen/gntdev.h>.
@@ -143,27 +150,32 @@ const (
 	notifySendEvent = 2
 )
 
-// Limits of one request.
+// Limits of one request. How many references one map may name, and from how
+// many shares, is the grant tables' own limit: gntsim.MaxMapPages and
+// gntsim.MaxMapShares.
 const (
-	// MaxSharePages is the most pages one share request may ask for.
+	// MaxSharePages is the most pages one share request may ask for, so
+	// that its reply (one reference per page) fits in a message.
 	MaxSharePages = 4096
-	// MaxMapPages is the most grant references one map request may name.
-	// A vchan needs at most 257.
-	MaxMapPages = 4096
-	// maxMapFiles is the most distinct memfds one map may span: the
-	// kernel passes at most SCM_MAX_FD (253) descriptors per message.
-	maxMapFiles = 253
-	// maxMsg bounds a message: a map request or reply of MaxMapPages.
-	maxMsg = 64 << 10
+	// MaxFDs is the most descriptors one reply carries: a map reply
+	// carries one per share its pages come from.
+	MaxFDs = gntsim.MaxMapShares
+	// MaxMsg bounds a message. The largest are a share reply of
+	// MaxSharePages references and a map reply of gntsim.MaxMapPages
+	// pages in as many segments: 3 + 3×MaxMapPages uint32s.
+	MaxMsg = 64 << 10
 )
 
-// DefaultGrantLimit is the number of pages one domain may have granted at
-// once, the default of Linux's gntalloc `limit` parameter (docs/PROTOCOL.md §10).
-const DefaultGrantLimit = 1024
+// Compile-time checks that the largest replies fit in MaxMsg (a negative
+// constant does not convert to uint).
+const (
+	_ = uint(MaxMsg - 4*(2+MaxSharePages))
+	_ = uint(MaxMsg - 4*(3+3*gntsim.MaxMapPages))
+)
 
-// firstDomIDReserved is DOMID_FIRST_RESERVED: domain ids from here on are
+// FirstReservedDomID is DOMID_FIRST_RESERVED: domain ids from here on are
 // special (DOMID_SELF, DOMID_IO, ...) and name no real domain.
-const firstDomIDReserved = 0x7ff0
+const FirstReservedDomID = 0x7ff0
 
 // DirEnv is the environment variable that overrides DefaultDir.
 const DirEnv = "VCHAN_SIM_DIR"
@@ -180,51 +192,50 @@ func DefaultDir() string {
 	return "/tmp/vchan-sim-" + strconv.Itoa(os.Getuid())
 }
 
-// Paths inside the directory.
-func controlPath(dir string) string { return filepath.Join(dir, "control") }
-func domainDir(dir string, domid uint16) string {
-	return filepath.Join(dir, "dom"+strconv.Itoa(int(domid)))
-}
+// ControlPath returns the control socket of the simulator in dir.
+func ControlPath(dir string) string { return filepath.Join(dir, "control") }
 
 // XenstorePath returns the xenstored socket of domain domid in dir: a
 // connection on it acts as that domain (XENSTORED_PATH for the C tools).
 func XenstorePath(dir string, domid uint16) string {
-	return filepath.Join(domainDir(dir, domid), "xenstored")
+	return filepath.Join(dir, "dom"+strconv.Itoa(int(domid)), "xenstored")
 }
 
-// msg builds a message of native-endian uint32s.
-type msg []byte
+// Msg builds a message of native-endian uint32s.
+type Msg []byte
 
-func (m msg) u32(vs ...uint32) msg {
+// U32 appends vs.
+func (m Msg) U32(vs ...uint32) Msg {
 	for _, v := range vs {
 		m = binary.NativeEndian.AppendUint32(m, v)
 	}
 	return m
 }
 
-// parser reads native-endian uint32s from a message; a short message sets
-// bad instead of panicking.
-type parser struct {
-	b   []byte
-	bad bool
+// Parser reads native-endian uint32s from the message B; reading past its
+// end sets Bad instead of panicking.
+type Parser struct {
+	B   []byte
+	Bad bool
 }
 
-func (p *parser) u32() uint32 {
-	if len(p.b) < 4 {
-		p.bad = true
+// U32 reads the next uint32, or returns 0 and sets Bad.
+func (p *Parser) U32() uint32 {
+	if len(p.B) < 4 {
+		p.Bad = true
 		return 0
 	}
-	v := binary.NativeEndian.Uint32(p.b)
-	p.b = p.b[4:]
+	v := binary.NativeEndian.Uint32(p.B)
+	p.B = p.B[4:]
 	return v
 }
 
-// left is how many whole uint32s remain.
-func (p *parser) left() int { return len(p.b) / 4 }
+// Left is how many whole uint32s remain.
+func (p *Parser) Left() int { return len(p.B) / 4 }
 
-// encodeNotify and decodeNotify carry a *gnt.UnmapNotify as (flags, offset,
-// port).
-func encodeNotify(n *gnt.UnmapNotify) (flags, offset, port uint32) {
+// EncodeNotify and DecodeNotify carry a *gnt.UnmapNotify as (flags,
+// offset, port).
+func EncodeNotify(n *gnt.UnmapNotify) (flags, offset, port uint32) {
 	if n == nil {
 		return 0, 0, 0
 	}
@@ -239,7 +250,8 @@ func encodeNotify(n *gnt.UnmapNotify) (flags, offset, port uint32) {
 	return flags, offset, port
 }
 
-func decodeNotify(flags, offset, port uint32) gnt.UnmapNotify {
+// DecodeNotify is the inverse of EncodeNotify.
+func DecodeNotify(flags, offset, port uint32) gnt.UnmapNotify {
 	return gnt.UnmapNotify{
 		ClearByte: flags&notifyClearByte != 0,
 		Offset:    int(int32(offset)),
@@ -248,32 +260,58 @@ func decodeNotify(flags, offset, port uint32) gnt.UnmapNotify {
 	}
 }
 
-// statusError is a failure the daemon reports: a status code and a message.
-type statusError struct {
-	status uint32
-	msg    string
+// StatusError is a failure the daemon reports: a status code and a message.
+type StatusError struct {
+	Status uint32
+	Msg    string
 }
 
-func (e *statusError) Error() string { return e.msg }
+func (e *StatusError) Error() string { return e.Msg }
 
-// errorf returns a *statusError.
-func errorf(status uint32, format string, args ...any) *statusError {
-	return &statusError{status: status, msg: fmt.Sprintf(format, args...)}
+// Errorf returns a *StatusError.
+func Errorf(status uint32, format string, args ...any) *StatusError {
+	return &StatusError{Status: status, Msg: fmt.Sprintf(format, args...)}
 }
 
-// sentinel is the error a status code stands for on the client side.
-func sentinel(status uint32) error {
+// StatusOf is the status code that reports err: the one of the sentinel it
+// wraps (see Sentinel), else StFailed.
+func StatusOf(err error) uint32 {
+	switch {
+	case errors.Is(err, gnt.ErrNoSpace):
+		return StNoSpace
+	case errors.Is(err, gnt.ErrBadRef):
+		return StBadRef
+	case errors.Is(err, syscall.EINVAL):
+		// Before ErrClosed: an unmap notification on a port that is not
+		// bound wraps both, and is EINVAL, as in gntalloc and gntdev.
+		return StInval
+	case errors.Is(err, evtchn.ErrNotBindable):
+		return StNotBindable
+	case errors.Is(err, evtchn.ErrClosed):
+		return StClosed
+	}
+	return StFailed
+}
+
+// Sentinel is the error a status code stands for on the client side.
+func Sentinel(status uint32) error {
 	switch status {
-	case stInval:
+	case StInval:
 		return syscall.EINVAL
-	case stNoSpace:
+	case StNoSpace:
 		return gnt.ErrNoSpace
-	case stBadRef:
+	case StBadRef:
 		return gnt.ErrBadRef
-	case stNotBindable:
+	case StNotBindable:
 		return evtchn.ErrNotBindable
-	case stClosed:
+	case StClosed:
 		return evtchn.ErrClosed
 	}
 	return errors.New("failed")
+}
+
+// NeedsLinux is the error of what the simulator cannot do off Linux (its
+// daemon hands out memfds over SCM_RIGHTS): it wraps errors.ErrUnsupported.
+func NeedsLinux(what string) error {
+	return fmt.Errorf("%s: needs Linux (memfd, SCM_RIGHTS); this is %s: %w", what, runtime.GOOS, errors.ErrUnsupported)
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simd
+package simclient
 
 import (
 	"errors"
@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vchan-go/vchan/internal/gnt"
+	"github.com/vchan-go/vchan/internal/gnt/gntsim"
+	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
 // handle is what the client's Sharer and Mapper have in common.
@@ -49,27 +51,27 @@ func (s *sharer) Share(peer uint16, count int, notify *gnt.UnmapNotify) (gnt.Sha
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if count < 1 || count > MaxSharePages {
-		return nil, fmt.Errorf("vchan simulator: share %d pages: count must be 1..%d: %w", count, MaxSharePages, unix.EINVAL)
+	if count < 1 || count > simproto.MaxSharePages {
+		return nil, fmt.Errorf("vchan simulator: share %d pages: count must be 1..%d: %w", count, simproto.MaxSharePages, unix.EINVAL)
 	}
-	fl, off, port := encodeNotify(notify)
-	p, fds, err := s.d.call("share", msg(nil).u32(opShare, uint32(peer), uint32(count), fl, off, port))
+	fl, off, port := simproto.EncodeNotify(notify)
+	p, fds, err := s.d.call("share", simproto.Msg(nil).U32(simproto.OpShare, uint32(peer), uint32(count), fl, off, port))
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(fds)
-	id := p.u32()
+	id := p.U32()
 	refs := make([]gnt.Ref, count)
 	for i := range refs {
-		refs[i] = gnt.Ref(p.u32())
+		refs[i] = gnt.Ref(p.U32())
 	}
-	if p.bad || len(fds) != 1 {
+	if p.Bad || len(fds) != 1 {
 		return nil, fmt.Errorf("vchan simulator: share: bad reply (%d descriptors)", len(fds))
 	}
 	size := count * gnt.PageSize
 	base, err := unix.MmapPtr(fds[0], 0, nil, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		_, _, _ = s.d.call("unmap", msg(nil).u32(opUnmap, id))
+		_, _, _ = s.d.call("unmap", simproto.Msg(nil).U32(simproto.OpUnmap, id))
 		return nil, fmt.Errorf("vchan simulator: mmap %d shared pages: %w", count, err)
 	}
 	r := &sharedRegion{cregion: cregion{d: s.d, id: id, base: base, mem: unsafe.Slice((*byte)(base), size)}, refs: refs}
@@ -88,33 +90,33 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 		return nil, err
 	}
 	n := len(refs)
-	if n < 1 || n > MaxMapPages {
-		return nil, fmt.Errorf("vchan simulator: map %d pages: count must be 1..%d: %w", n, MaxMapPages, unix.EINVAL)
+	if n < 1 || n > gntsim.MaxMapPages {
+		return nil, fmt.Errorf("vchan simulator: map %d pages: count must be 1..%d: %w", n, gntsim.MaxMapPages, unix.EINVAL)
 	}
-	fl, off, port := encodeNotify(notify)
+	fl, off, port := simproto.EncodeNotify(notify)
 	w := uint32(0)
 	if writable {
 		w = 1
 	}
-	req := msg(nil).u32(opMap, uint32(peer), w, fl, off, port)
+	req := simproto.Msg(nil).U32(simproto.OpMap, uint32(peer), w, fl, off, port)
 	for _, ref := range refs {
-		req = req.u32(uint32(ref))
+		req = req.U32(uint32(ref))
 	}
 	p, fds, err := m.d.call("map", req)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(fds)
-	id, nseg := p.u32(), p.u32()
+	id, nseg := p.U32(), p.U32()
 	size := uintptr(n) * gnt.PageSize
 	base, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		_, _, _ = m.d.call("unmap", msg(nil).u32(opUnmap, id))
+		_, _, _ = m.d.call("unmap", simproto.Msg(nil).U32(simproto.OpUnmap, id))
 		return nil, fmt.Errorf("vchan simulator: reserve %d bytes of address space: %w", size, err)
 	}
 	fail := func(err error) (gnt.Region, error) {
 		unix.MunmapPtr(base, size)
-		_, _, _ = m.d.call("unmap", msg(nil).u32(opUnmap, id))
+		_, _, _ = m.d.call("unmap", simproto.Msg(nil).U32(simproto.OpUnmap, id))
 		return nil, err
 	}
 	prot := unix.PROT_READ
@@ -123,8 +125,8 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 	}
 	at := 0
 	for range nseg {
-		fi, first, count := int(p.u32()), int64(p.u32()), int(p.u32())
-		if p.bad || fi >= len(fds) || count < 1 || at+count > n {
+		fi, first, count := int(p.U32()), int64(p.U32()), int(p.U32())
+		if p.Bad || fi >= len(fds) || count < 1 || at+count > n {
 			return fail(fmt.Errorf("vchan simulator: map: bad reply"))
 		}
 		addr := unsafe.Add(base, at*gnt.PageSize)
@@ -139,8 +141,8 @@ func (m *mapper) Map(peer uint16, refs []gnt.Ref, writable bool, notify *gnt.Unm
 	return &cregion{d: m.d, id: id, base: base, mem: unsafe.Slice((*byte)(base), n*gnt.PageSize)}, nil
 }
 
-// cregion is a mapping made through the daemon, on the client side (region
-// is the daemon's record of it).
+// cregion is a mapping made through the daemon, on the client side (the
+// daemon holds a gntsim region of the same pages, by which it knows it).
 type cregion struct {
 	d    *Domain
 	id   uint32
@@ -176,7 +178,7 @@ func (r *cregion) Close() error {
 	if err := unix.MunmapPtr(r.base, uintptr(len(r.mem))); err != nil {
 		return fmt.Errorf("vchan simulator: munmap region of domain %d: %w", r.d.domid, err)
 	}
-	_, _, err := r.d.call("unmap", msg(nil).u32(opUnmap, r.id))
+	_, _, err := r.d.call("unmap", simproto.Msg(nil).U32(simproto.OpUnmap, r.id))
 	if errors.Is(err, os.ErrClosed) {
 		return nil // Domain closed: the daemon already unmapped it
 	}
