@@ -149,4 +149,9 @@ func TestLimitTransactionQuota(t *testing.T) {
 	if !strings.Contains(err.Error(), "transaction quota") || !strings.Contains(err.Error(), "10") {
 		t.Errorf("%q does not name the transaction quota and its size", err)
 	}
+	var ne net.Error
+	//lint:ignore SA1019 Temporary is what a server's retry loop checks
+	if !errors.As(err, &ne) || !ne.Temporary() {
+		t.Errorf("the transaction quota error is not Temporary(): %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package vchan
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -92,7 +93,7 @@ func listen(client uint16, portOrPath string, cfg *Config) (*Listener, error) {
 		return ln, err
 	}
 	ln.owner, ln.seq = ownerRecord()
-	if ln.pending, err = ln.publish(true); err != nil {
+	if ln.pending, err = ln.publishRetrying(); err != nil {
 		forgetOwner(ln.seq)
 		if isShortage(err) {
 			err = &temporaryError{err} // retrying Listen later may work
@@ -178,6 +179,26 @@ func (ln *Listener) publish(first bool) (_ *serverRing, err error) {
 		return nil, fmt.Errorf("publishing the vchan in xenstore: %w", explainXenstore(err))
 	}
 	return sr, nil
+}
+
+// listenQuotaRetry bounds how long Listen retries its first publish while
+// xenstored refuses a transaction for its quota: many Listens at once in one
+// domain (C xenstored allows 10 open transactions) each hold one for
+// milliseconds, so the refusal clears quickly; one that lasts is reported.
+var listenQuotaRetry = 2 * time.Second
+
+// publishRetrying is the first publish, retried with randomized, growing
+// backoff (so that Listens refused together do not retry together) while
+// the transaction quota refuses it.
+func (ln *Listener) publishRetrying() (*serverRing, error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		sr, err := ln.publish(true)
+		if err == nil || !isTransactionQuota(err) || time.Since(start) > listenQuotaRetry {
+			return sr, err
+		}
+		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 7))))
+	}
 }
 
 // claim takes the directory for this Listener inside the publishing

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -387,4 +389,114 @@ func TestBufferedAvailable(t *testing.T) {
 	if n, m := srv.Buffered(), srv.Available(); n != 0 || m != 0 {
 		t.Errorf("after Close: Buffered %d, Available %d", n, m)
 	}
+}
+
+// TestManyListenersUnderQuotas: 200 Listeners on distinct ports at once in
+// one unprivileged domain, under C xenstored's default quotas (10 open
+// transactions, 128 watches, 1000 nodes, 20 outstanding requests per
+// domain), and 200 Dials at once from another: every pair connects and
+// moves checksummed data, or gets a Temporary error naming the quota,
+// which the caller retries. Nothing hangs.
+func TestManyListenersUnderQuotas(t *testing.T) {
+	forBothHosts(t, func(t *testing.T, cross bool) {
+		var srvH, cliH *Host
+		if cross {
+			_, dir := startSimd(t, simdaemon.Config{})
+			srvH, cliH = simHost(t, dir, 1), simHost(t, dir, 2)
+		} else {
+			sim := NewSimulator()
+			srvH, cliH = sim.Domain(1), sim.Domain(2)
+		}
+		const n = 200
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		// retry calls f until it succeeds, fails for good, or ctx ends;
+		// only Temporary errors that name a quota are retried.
+		var refused atomic.Int64
+		retry := func(what string, f func() error) error {
+			for {
+				err := f()
+				if err != nil {
+					refused.Add(1)
+				}
+				var ne net.Error
+				//lint:ignore SA1019 Temporary is what a caller's retry loop checks
+				if err == nil || !errors.As(err, &ne) || !ne.Temporary() {
+					return err
+				}
+				if !strings.Contains(err.Error(), "quota") {
+					return fmt.Errorf("%s: a Temporary error that names no quota: %w", what, err)
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%s: still refused when the test's time ran out: %w", what, err)
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}
+		lns := make([]*Listener, n)
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				errs <- retry("Listen", func() (err error) {
+					lns[i], err = Listen(2, fmt.Sprint("q", i), &Config{Host: srvH, ReadBufferSize: 1, WriteBufferSize: 1})
+					return err
+				})
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ln := range lns {
+			defer ln.Close()
+			ln.SetDeadline(time.Now().Add(60 * time.Second))
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return // the client reports it
+				}
+				defer c.Close()
+				buf := make([]byte, 4096)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					fmt.Fprintf(c, "%08x", crc32.ChecksumIEEE(buf))
+				}
+			}()
+		}
+		for i := range n {
+			go func() {
+				var c *Conn
+				err := retry("Dial", func() (err error) {
+					c, err = DialContext(ctx, 1, fmt.Sprint("q", i), &Config{Host: cliH})
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				msg := make([]byte, 4096)
+				for j := range msg {
+					msg[j] = byte(i * j)
+				}
+				if _, err := c.Write(msg); err != nil {
+					errs <- err
+					return
+				}
+				sum := make([]byte, 8)
+				if _, err := io.ReadFull(c, sum); err != nil || string(sum) != fmt.Sprintf("%08x", crc32.ChecksumIEEE(msg)) {
+					errs <- fmt.Errorf("pair %d: checksum %q, %v", i, sum, err)
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		t.Logf("%d pairs; %d attempts refused for a quota and retried", n, refused.Load())
+	})
 }

@@ -48,3 +48,10 @@ func isShortage(err error) bool {
 		errors.Is(err, syscall.E2BIG) || errors.Is(err, syscall.EAGAIN) ||
 		errors.Is(err, syscall.EBUSY)
 }
+
+// isTransactionQuota reports xenstored refusing to start a transaction
+// because the domain has too many open.
+func isTransactionQuota(err error) bool {
+	var xe *xenstore.Error
+	return errors.As(err, &xe) && xe.Op == "transaction_start" && errors.Is(err, syscall.ENOSPC)
+}
