@@ -7,17 +7,19 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/nettest"
 
+	"github.com/vchan-go/vchan/internal/testutil"
 	"github.com/vchan-go/vchan/vchan"
 )
+
+func TestMain(m *testing.M) {
+	os.Exit(testutil.Run(m))
+}
 
 // ringPairs are the server's (read, write) minimum sizes under test: the
 // in-page 1 KiB/2 KiB (libxenvchan's smallest), single pages, Qubes' 64 KiB, the 1 MiB
@@ -55,49 +57,13 @@ func TestConnCrossProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the cross-process simulator (vchan-simd) needs Linux; the in-process tests above cover the rest")
 	}
-	dir := startDaemon(t)
+	_, dir := testutil.StartSimd(t, "")
 	for _, rp := range ringPairs {
 		t.Run(rp.name, func(t *testing.T) {
-			dom0, err := vchan.SimHost(dir, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dom0.Close()
-			dom1, err := vchan.SimHost(dir, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dom1.Close()
+			dom0 := testutil.Join(t, vchan.SimHost, dir, 0)
+			dom1 := testutil.Join(t, vchan.SimHost, dir, 1)
 			nettest.TestConn(t, makeHostPipe(t, dom0, dom1, rp.read, rp.write, true, nil))
 		})
-	}
-}
-
-// startDaemon builds and starts vchan-simd in a fresh directory, stopping it
-// when the test ends.
-func startDaemon(t *testing.T) string {
-	t.Helper()
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "vchan-simd")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/vchan-simd").CombinedOutput(); err != nil {
-		t.Fatalf("building vchan-simd: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "sim")
-	cmd := exec.Command(bin, "-dir", dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		h, err := vchan.SimHost(dir, 0)
-		if err == nil {
-			h.Close()
-			return dir
-		}
-		if time.Now().After(deadline) || !strings.Contains(err.Error(), "not running") {
-			t.Fatalf("vchan-simd did not come up: %v", err)
-		}
 	}
 }
 

@@ -8,13 +8,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // Tests of our netcat, cmd/vchan-cat, against Debian's vchan-socket-proxy,
@@ -32,46 +32,22 @@ const catTimeout = 60 * time.Second
 
 const catXor = 0xA5
 
-var (
-	catBuildOnce sync.Once
-	catBin       string
-	catBuildErr  error
-)
-
-// catBinary builds cmd/vchan-cat once (without -race) into the build
-// directory, which the environment's teardown removes.
-func catBinary(t testing.TB, e *env) string {
-	t.Helper()
-	catBuildOnce.Do(func() {
-		bin := filepath.Join(e.build, "vchan-cat")
-		out, err := exec.Command("go", "build", "-o", bin, "../cmd/vchan-cat").CombinedOutput()
-		if err != nil {
-			catBuildErr = fmt.Errorf("go build ../cmd/vchan-cat: %v\n%s", err, out)
-			return
-		}
-		catBin = bin
-	})
-	if catBuildErr != nil {
-		t.Fatal(catBuildErr)
-	}
-	return catBin
-}
+// catPkg is vchan-cat, built once (testutil.BuildCmd).
+const catPkg = "github.com/vchan-go/vchan/cmd/vchan-cat"
 
 // startVchanCat runs vchan-cat as simulated domain domid, with -v.
-func startVchanCat(t testing.TB, e *env, domid uint16, args ...string) *proc {
+func startVchanCat(t testing.TB, e *env, domid uint16, args ...string) *testutil.Proc {
 	t.Helper()
-	bin := catBinary(t, e)
+	bin := testutil.BuildCmd(t, catPkg)
 	args = append([]string{"-host", "sim", "-sim-dir", e.dir, "-domid", strconv.Itoa(int(domid)), "-v"}, args...)
-	return startProc(t, os.Environ(), "", catTimeout, allLines, bin, args...)
+	return startProc(t, os.Environ(), "", catTimeout, bin, args...)
 }
 
 // startProxy runs Debian's vchan-socket-proxy as domain domid.
-func startProxy(t testing.TB, e *env, domid uint16, args ...string) *proc {
+func startProxy(t testing.TB, e *env, domid uint16, args ...string) *testutil.Proc {
 	t.Helper()
-	return startProc(t, e.cEnv(domid), "", catTimeout, allLines, filepath.Join(e.root, proxyPath), args...)
+	return startProc(t, e.cEnv(domid), "", catTimeout, filepath.Join(e.root, proxyPath), args...)
 }
-
-func allLines(string) bool { return true }
 
 // catServeXor answers one request on c: it reads n bytes, writing each back
 // XORed with catXor as it arrives, then their SHA-256; then it wants EOF.
@@ -202,18 +178,18 @@ func TestCatClientSocketProxyServer(t *testing.T) {
 	proxy := startProxy(t, e, pdom, "-m", "server", strconv.Itoa(int(cdom)), path, sock)
 	xor := catAcceptXor(ul, n)
 	cat := startVchanCat(t, e, cdom, "-t", "10s", strconv.Itoa(int(pdom)), path)
-	t.Logf("vchan-socket-proxy's rings, as vchan-cat sees them: %s", catRings(cat.waitLine("connected", 10*time.Second)))
+	t.Logf("vchan-socket-proxy's rings, as vchan-cat sees them: %s", catRings(cat.WaitLine("vchan-cat: connected", 10*time.Second)))
 
-	if err := catRequest(cat.stdin, cat.stdout, n, 11); err != nil {
+	if err := catRequest(cat.Stdin, cat.Stdout, n, 11); err != nil {
 		t.Fatal(err)
 	}
 	// The end of stdin: vchan-cat closes the vchan once the proxy has read
 	// everything, and exits 0; the proxy closes the unix connection.
-	cat.stdin.Close()
-	if err := cat.wait(10 * time.Second); err != nil {
+	cat.Stdin.Close()
+	if err := cat.Wait(10 * time.Second); err != nil {
 		t.Fatalf("vchan-cat: %v", err)
 	}
-	if extra, err := io.ReadAll(cat.stdout); err != nil || len(extra) != 0 {
+	if extra, err := io.ReadAll(cat.Stdout); err != nil || len(extra) != 0 {
 		t.Fatalf("vchan-cat's stdout after the response: %d more bytes, %v", len(extra), err)
 	}
 	select {
@@ -224,9 +200,9 @@ func TestCatClientSocketProxyServer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the unix side got no EOF within 10 s of vchan-cat's exit")
 	}
-	cat.waitLine("closed", time.Second)
-	if !proxy.running() {
-		t.Fatalf("vchan-socket-proxy exited (%v); it should wait for the next client", proxy.err)
+	cat.WaitLine("vchan-cat: closed", time.Second)
+	if proxy.Exited() {
+		t.Fatalf("vchan-socket-proxy exited (%v); it should wait for the next client", proxy.Err())
 	}
 }
 
@@ -251,7 +227,7 @@ var catServerCases = []struct {
 //	        the request on the proxy's socket
 func TestCatServerSocketProxyClient(t *testing.T) {
 	e := getEnv(t)
-	catBinary(t, e) // before the parallel subtests and their timeouts
+	testutil.BuildCmd(t, catPkg) // before the parallel subtests and their timeouts
 	for _, sc := range catServerCases {
 		for _, mode := range []string{"stdio", "bridge"} {
 			t.Run(sc.String()+"/"+mode, func(t *testing.T) {
@@ -272,7 +248,7 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 					args = append(args, "-unix-connect", xsock)
 				}
 				cat := startVchanCat(t, e, cdom, append(args, strconv.Itoa(int(pdom)), path)...)
-				cat.waitLine("listening on", 10*time.Second)
+				cat.WaitLine("vchan-cat: listening on", 10*time.Second)
 
 				psock := filepath.Join(e.tmp, fmt.Sprintf("cpc%d.sock", pdom))
 				proxy := startProxy(t, e, pdom, "-m", "client", strconv.Itoa(int(cdom)), path, psock)
@@ -282,7 +258,7 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 					if u, err = net.Dial("unix", psock); err == nil {
 						break
 					}
-					if time.Since(start) > 10*time.Second || !proxy.running() {
+					if time.Since(start) > 10*time.Second || proxy.Exited() {
 						t.Fatalf("vchan-socket-proxy does not listen on %s: %v", psock, err)
 					}
 				}
@@ -290,7 +266,7 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 				if err := u.SetDeadline(time.Now().Add(catTimeout)); err != nil {
 					t.Fatal(err)
 				}
-				line := cat.waitLine("connected", 10*time.Second)
+				line := cat.WaitLine("vchan-cat: connected", 10*time.Second)
 				if got, want := catRings(line), catSize(sc.read)+" in, "+catSize(sc.write)+" out"; got != want {
 					t.Errorf("vchan-cat -r %d -w %d reports rings %q, want %q", sc.read, sc.write, got, want)
 				}
@@ -300,12 +276,12 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 					xc := make(chan error, 1)
 					go func() { xc <- catServeXor(u, n) }()
 					xor = xc
-					if err := catRequest(cat.stdin, cat.stdout, n, 21); err != nil {
+					if err := catRequest(cat.Stdin, cat.Stdout, n, 21); err != nil {
 						t.Fatal(err)
 					}
 					// The end of stdin: vchan-cat closes the vchan once the
 					// proxy has read everything, and the proxy closes u.
-					cat.stdin.Close()
+					cat.Stdin.Close()
 				case "bridge":
 					if err := catRequest(u, u, n, 22); err != nil {
 						t.Fatal(err)
@@ -314,7 +290,7 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 					// vchan-cat closes its connection to the XOR server.
 					u.Close()
 				}
-				if err := cat.wait(10 * time.Second); err != nil {
+				if err := cat.Wait(10 * time.Second); err != nil {
 					t.Fatalf("vchan-cat: %v", err)
 				}
 				select {
@@ -325,11 +301,11 @@ func TestCatServerSocketProxyClient(t *testing.T) {
 				case <-time.After(10 * time.Second):
 					t.Fatal("the XOR server got no EOF within 10 s of vchan-cat's exit")
 				}
-				if extra, err := io.ReadAll(cat.stdout); err != nil || len(extra) != 0 {
+				if extra, err := io.ReadAll(cat.Stdout); err != nil || len(extra) != 0 {
 					t.Fatalf("vchan-cat's stdout: %d bytes too many, %v", len(extra), err)
 				}
-				if !proxy.running() {
-					t.Errorf("vchan-socket-proxy exited (%v); it should wait for the next unix client", proxy.err)
+				if proxy.Exited() {
+					t.Errorf("vchan-socket-proxy exited (%v); it should wait for the next unix client", proxy.Err())
 				}
 			})
 		}

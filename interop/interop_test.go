@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vchan-go/vchan/internal/testutil"
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -53,12 +54,12 @@ var streamCases = []struct {
 // libxenvchan's vchan-peer, which runs with args added. The Go end is the
 // server if goServer, with the ring sizes rc; else the C peer serves with
 // them. It returns the Go end, the C peer, and its "connected" line.
-func connect(t testing.TB, e *env, goServer bool, rc ringCase, args ...string) (*vchan.Conn, *proc, string) {
+func connect(t testing.TB, e *env, goServer bool, rc ringCase, args ...string) (*vchan.Conn, *testutil.Proc, string) {
 	t.Helper()
 	gdom, cdom := newDom(), newDom()
 	h := e.host(t, gdom)
 	var c *vchan.Conn
-	var p *proc
+	var p *testutil.Proc
 	if goServer {
 		path := vpath(gdom, cdom, "s")
 		ln, err := vchan.Listen(cdom, path, rc.config(h))
@@ -83,7 +84,7 @@ func connect(t testing.TB, e *env, goServer bool, rc ringCase, args ...string) (
 		}
 	}
 	t.Cleanup(func() { c.Close() })
-	return c, p, p.waitStatus("peer: connected", 10*time.Second)
+	return c, p, p.WaitLine("peer: connected", 10*time.Second)
 }
 
 func role(goServer bool) string {
@@ -143,8 +144,8 @@ func TestStream(t *testing.T) {
 				var sumToC, sumFromC, gotByC, gotByGo [32]byte
 				var fe firstErr
 				fe.Go(func() (err error) { // test -> C stdin -> vchan
-					sumToC, err = randomStream(p.stdin, n, 1)
-					p.stdin.Close()
+					sumToC, err = randomStream(p.Stdin, n, 1)
+					p.Stdin.Close()
 					return err
 				})
 				fe.Go(func() (err error) { // vchan -> Go
@@ -156,7 +157,7 @@ func TestStream(t *testing.T) {
 					return err
 				})
 				fe.Go(func() (err error) { // vchan -> C stdout -> test
-					gotByC, err = readSum(p.out, n)
+					gotByC, err = readSum(p.Stdout, n)
 					return err
 				})
 				if err := fe.Wait(); err != nil {
@@ -170,8 +171,8 @@ func TestStream(t *testing.T) {
 				}
 				// Go closes: the C peer sees it and exits cleanly.
 				c.Close()
-				p.waitStatus("peer: is_open=0", 5*time.Second)
-				if err := p.wait(5 * time.Second); err != nil {
+				p.WaitLine("peer: is_open=0", 5*time.Second)
+				if err := p.Wait(5 * time.Second); err != nil {
 					t.Errorf("C peer: %v", err)
 				}
 			})
@@ -213,8 +214,8 @@ func TestOrderChoice(t *testing.T) {
 					}
 				}
 				c.Close()
-				p.stdin.Close()
-				if err := p.wait(5 * time.Second); err != nil {
+				p.Stdin.Close()
+				if err := p.Wait(5 * time.Second); err != nil {
 					t.Errorf("C peer: %v", err)
 				}
 			}
@@ -234,12 +235,12 @@ func TestCloseCFirst(t *testing.T) {
 			t.Parallel()
 			c, p, _ := connect(t, e, goServer, ringCase{65536, 65536}, "-x")
 			want := bytes.Repeat([]byte("last words "), 4000) // 44000 bytes, fits the ring
-			if _, err := p.stdin.Write(want); err != nil {
+			if _, err := p.Stdin.Write(want); err != nil {
 				t.Fatal(err)
 			}
-			p.stdin.Close()
-			p.waitStatus("peer: closed", 10*time.Second)
-			if err := p.wait(5 * time.Second); err != nil {
+			p.Stdin.Close()
+			p.WaitLine("peer: closed", 10*time.Second)
+			if err := p.Wait(5 * time.Second); err != nil {
 				t.Fatalf("C peer: %v", err)
 			}
 			if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
@@ -274,12 +275,12 @@ func TestCloseGoFirst(t *testing.T) {
 			if err := c.Close(); err != nil {
 				t.Fatal(err)
 			}
-			got, err := io.ReadAll(p.out)
+			got, err := io.ReadAll(p.Stdout)
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("C peer wrote %d bytes (%v), want the %d Go wrote before closing", len(got), err, len(want))
 			}
-			p.waitStatus("peer: is_open=0", 5*time.Second)
-			if err := p.wait(5 * time.Second); err != nil {
+			p.WaitLine("peer: is_open=0", 5*time.Second)
+			if err := p.Wait(5 * time.Second); err != nil {
 				t.Fatalf("C peer: %v", err)
 			}
 		})
@@ -288,7 +289,7 @@ func TestCloseGoFirst(t *testing.T) {
 
 // ping exchanges a line each way between the Go end and a peer process in
 // cat mode (C peer or gopeer), so both are surely connected.
-func ping(t testing.TB, c *vchan.Conn, p *proc) {
+func ping(t testing.TB, c *vchan.Conn, p *testutil.Proc) {
 	t.Helper()
 	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -296,10 +297,10 @@ func ping(t testing.TB, c *vchan.Conn, p *proc) {
 	if _, err := c.Write([]byte("to-peer\n")); err != nil {
 		t.Fatal(err)
 	}
-	if line, err := p.out.ReadString('\n'); err != nil || line != "to-peer\n" {
+	if line, err := p.Stdout.ReadString('\n'); err != nil || line != "to-peer\n" {
 		t.Fatalf("peer printed %q, %v", line, err)
 	}
-	if _, err := io.WriteString(p.stdin, "from-peer\n"); err != nil {
+	if _, err := io.WriteString(p.Stdin, "from-peer\n"); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, len("from-peer\n"))
@@ -318,7 +319,7 @@ func TestKillC(t *testing.T) {
 			c, p, _ := connect(t, e, goServer, ringCase{0, 0})
 			ping(t, c, p)
 			start := time.Now()
-			p.kill()
+			p.Kill()
 			if err := c.SetReadDeadline(start.Add(time.Second)); err != nil {
 				t.Fatal(err)
 			}
@@ -339,7 +340,7 @@ func TestKillGo(t *testing.T) {
 		t.Run(role(goServer), func(t *testing.T) {
 			t.Parallel()
 			gdom, cdom := newDom(), newDom()
-			var g, p *proc
+			var g, p *testutil.Proc
 			if goServer {
 				path := vpath(gdom, cdom, "k")
 				g = e.start(t, gdom, "gopeer", "-server", "-remote", strconv.Itoa(int(cdom)), "-path", path)
@@ -349,24 +350,24 @@ func TestKillGo(t *testing.T) {
 				p = e.start(t, cdom, "vchan-peer", "-s", "-d", strconv.Itoa(int(gdom)), "-p", path)
 				g = e.start(t, gdom, "gopeer", "-remote", strconv.Itoa(int(cdom)), "-path", path)
 			}
-			g.waitStatus("gopeer: connected", 10*time.Second)
-			p.waitStatus("peer: is_open=1", 10*time.Second)
+			g.WaitLine("gopeer: connected", 10*time.Second)
+			p.WaitLine("peer: is_open=1", 10*time.Second)
 			// A line each way through both processes.
-			if _, err := io.WriteString(g.stdin, "from-go\n"); err != nil {
+			if _, err := io.WriteString(g.Stdin, "from-go\n"); err != nil {
 				t.Fatal(err)
 			}
-			if line, err := p.out.ReadString('\n'); err != nil || line != "from-go\n" {
+			if line, err := p.Stdout.ReadString('\n'); err != nil || line != "from-go\n" {
 				t.Fatalf("C peer printed %q, %v", line, err)
 			}
-			if _, err := io.WriteString(p.stdin, "from-c\n"); err != nil {
+			if _, err := io.WriteString(p.Stdin, "from-c\n"); err != nil {
 				t.Fatal(err)
 			}
-			if line, err := g.out.ReadString('\n'); err != nil || line != "from-c\n" {
+			if line, err := g.Stdout.ReadString('\n'); err != nil || line != "from-c\n" {
 				t.Fatalf("gopeer printed %q, %v", line, err)
 			}
 			start := time.Now()
-			g.kill()
-			p.waitStatus("peer: is_open=0", time.Second)
+			g.Kill()
+			p.WaitLine("peer: is_open=0", time.Second)
 			t.Logf("is_open=0 %v after the kill", time.Since(start))
 		})
 	}
@@ -459,8 +460,8 @@ func TestSocketProxyServer(t *testing.T) {
 		t.Fatalf("unix side after the Go client closed: %d, %v; want EOF", n, err)
 	}
 	select {
-	case <-p.done:
-		t.Fatalf("vchan-socket-proxy exited (%v); it should wait for the next client", p.err)
+	case <-p.Done():
+		t.Fatalf("vchan-socket-proxy exited (%v); it should wait for the next client", p.Err())
 	default:
 	}
 }
@@ -530,11 +531,11 @@ func TestSocketProxyClient(t *testing.T) {
 
 // pairs holds the four connections of a benchmark.
 type pairs struct {
-	ccServer, ccClient *proc // CC: commands go to both
+	ccServer, ccClient *testutil.Proc // CC: commands go to both
 	gogoC, gogoS       *vchan.Conn
 	gocC               *vchan.Conn
-	gocS               *proc
-	cgoC               *proc
+	gocS               *testutil.Proc
+	cgoC               *testutil.Proc
 	cgoS               *vchan.Conn
 }
 
@@ -549,8 +550,8 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 	path := vpath(s, c, "b")
 	ps.ccServer = e.start(b, s, "vchan-peer", "-s", "-d", strconv.Itoa(int(c)), "-p", path, "-r", rs, "-w", ws, "-m", serverMode)
 	ps.ccClient = e.start(b, c, "vchan-peer", "-c", "-d", strconv.Itoa(int(s)), "-p", path, "-m", clientMode)
-	ps.ccServer.waitStatus("peer: connected", 10*time.Second)
-	ps.ccClient.waitStatus("peer: connected", 10*time.Second)
+	ps.ccServer.WaitLine("peer: connected", 10*time.Second)
+	ps.ccClient.WaitLine("peer: connected", 10*time.Second)
 	// GoGo
 	s, c = newDom(), newDom()
 	ln, err := vchan.Listen(c, "b", cfg(e.host(b, s)))
@@ -571,7 +572,7 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 	if ps.gocC, err = vchan.Dial(s, path, &vchan.Config{Host: e.host(b, c), WaitForServer: true}); err != nil {
 		b.Fatal(err)
 	}
-	ps.gocS.waitStatus("peer: connected", 10*time.Second)
+	ps.gocS.WaitLine("peer: connected", 10*time.Second)
 	// CGo
 	s, c = newDom(), newDom()
 	path = vpath(s, c, "b")
@@ -583,7 +584,7 @@ func setupPairs(b *testing.B, e *env, rc ringCase, serverMode, clientMode string
 		b.Fatal(err)
 	}
 	ln.Close()
-	ps.cgoC.waitStatus("peer: connected", 10*time.Second)
+	ps.cgoC.WaitLine("peer: connected", 10*time.Second)
 	b.Cleanup(func() {
 		for _, c := range []*vchan.Conn{ps.gogoC, ps.gogoS, ps.gocC, ps.cgoS} {
 			c.Close()
@@ -641,7 +642,7 @@ func BenchmarkThroughput(b *testing.B) {
 	goRead := func(c *vchan.Conn) func() error {
 		return func() error { _, err := io.CopyN(io.Discard, c, per); return err }
 	}
-	cmd := func(p *proc) func() error { return func() error { return p.command(strconv.Itoa(per)) } }
+	cmd := func(p *testutil.Proc) func() error { return func() error { return command(p, strconv.Itoa(per)) } }
 	var cc, gogo, goc, cgo time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -679,10 +680,10 @@ func BenchmarkPingPong(b *testing.B) {
 	var cc, gogo, goc, cgo time.Duration
 	b.ResetTimer()
 	for range b.N {
-		timed(b, &cc, func() error { return ps.ccClient.command(strconv.Itoa(per)) })
+		timed(b, &cc, func() error { return command(ps.ccClient, strconv.Itoa(per)) })
 		timed(b, &gogo, func() error { return goPing(ps.gogoC) })
 		timed(b, &goc, func() error { return goPing(ps.gocC) })
-		timed(b, &cgo, func() error { return ps.cgoC.command(strconv.Itoa(per)) })
+		timed(b, &cgo, func() error { return command(ps.cgoC, strconv.Itoa(per)) })
 	}
 	b.StopTimer()
 	usPerRT := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(per*b.N) }

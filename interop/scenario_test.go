@@ -71,7 +71,7 @@ func TestScenarioCloseRightAfterWriteC(t *testing.T) {
 							}
 							out := make(chan result, 1)
 							go func() {
-								b, err := io.ReadAll(p.out)
+								b, err := io.ReadAll(p.Stdout)
 								out <- result{b, err}
 							}()
 							if _, err := c.Write(msg); err != nil {
@@ -82,12 +82,12 @@ func TestScenarioCloseRightAfterWriteC(t *testing.T) {
 							got, err = r.b, r.err
 						} else {
 							go func() {
-								p.stdin.Write(msg)
-								p.stdin.Close()
+								p.Stdin.Write(msg)
+								p.Stdin.Close()
 							}()
 							got, err = io.ReadAll(c)
 						}
-						if werr := p.wait(30 * time.Second); werr != nil {
+						if werr := p.Wait(30 * time.Second); werr != nil {
 							t.Fatalf("iteration %d: vchan-peer: %v", i, werr)
 						}
 						if err != nil || !bytes.Equal(got, msg) {

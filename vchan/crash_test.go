@@ -3,14 +3,11 @@
 package vchan
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,16 +16,17 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/simd/simdaemon"
-	"github.com/vchan-go/vchan/internal/simd/simproto"
+	"github.com/vchan-go/vchan/internal/testutil"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 )
 
 // Crash and fault tests on the cross-process simulator. The peer domain is
 // a child process: this test binary re-executed with crashRoleEnv set (see
-// crashChild). The simulator daemon runs inside the test process (simdaemon.Start,
-// the code of vchan-simd) except where the test kills it; then it too is a
-// child process. Every vchan byte still crosses processes: grants are shared
-// memory files, events and xenstore go over unix sockets.
+// crashChild). The simulator daemon runs inside the test process
+// (testutil.StartDaemon: simdaemon.Start, the code of vchan-simd) except
+// where the test kills it; then it is a vchan-simd process
+// (testutil.StartSimd). Every vchan byte still crosses processes: grants
+// are shared memory files, events and xenstore go over unix sockets.
 
 const (
 	crashRoleEnv = "VCHAN_CRASH_ROLE" // the child's role, e.g. "listen-send"
@@ -46,16 +44,7 @@ const (
 	crashKillBound  = 500 * time.Millisecond
 )
 
-func TestMain(m *testing.M) {
-	if role := os.Getenv(crashRoleEnv); role != "" {
-		if err := crashChild(role); err != nil {
-			fmt.Fprintf(os.Stderr, "crash child %s: %v\n", role, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.Main(m, crashRoleEnv, crashChild) }
 
 // crashPattern is the byte at stream offset off of everything a child
 // sends: a period of 251 (prime), so a lost, duplicated or reordered
@@ -81,24 +70,14 @@ func checkPattern(b []byte, off int64) error {
 
 // crashChild is a peer domain in a separate process. Roles:
 //
-//	daemon                   run the simulator in $VCHAN_CRASH_DIR
 //	listen-idle              Listen and never Accept
 //	listen-send, listen-recv Listen, Accept, then send the pattern / read forever
 //	dial-send, dial-recv     Dial, then send the pattern / read forever
 //
-// It prints "READY" once it listens (before Accept), has connected, or
-// serves, and runs until killed or until its stdin closes.
+// It prints "READY" on stderr once it listens (before Accept) or has
+// connected, and runs until killed or until its stdin closes.
 func crashChild(role string) error {
 	dir := os.Getenv(crashDirEnv)
-	if role == "daemon" {
-		d, err := simdaemon.Start(simdaemon.Config{Dir: dir})
-		if err != nil {
-			return err
-		}
-		fmt.Println("READY")
-		io.Copy(io.Discard, os.Stdin)
-		return d.Close()
-	}
 	var own, peer uint16
 	var port string
 	if _, err := fmt.Sscanf(os.Getenv(crashDomEnv), "%d %d %s", &own, &peer, &port); err != nil {
@@ -119,7 +98,7 @@ func crashChild(role string) error {
 			return err
 		}
 		defer ln.Close()
-		fmt.Println("READY") // published: the peer may dial
+		fmt.Fprintln(os.Stderr, "READY") // published: the peer may dial
 		if action == "idle" {
 			io.Copy(io.Discard, os.Stdin)
 			return nil
@@ -136,7 +115,7 @@ func crashChild(role string) error {
 	}
 	defer c.Close()
 	if kind == "dial" {
-		fmt.Println("READY")
+		fmt.Fprintln(os.Stderr, "READY")
 	}
 	buf := make([]byte, 32<<10)
 	var off int64
@@ -155,138 +134,28 @@ func crashChild(role string) error {
 	}
 }
 
-// crashProc is a running child.
-type crashProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr *strings.Builder
-	mu     sync.Mutex // guards stderr while the process runs
-	done   chan struct{}
-}
-
 // startChild runs crashChild(role) as domain own with peer domain peer, and
-// waits for its READY line.
-func startChild(t *testing.T, dir, role string, own, peer uint16, port string) *crashProc {
+// waits for its READY line. Its stdin stays open until the test ends.
+func startChild(t *testing.T, dir, role string, own, peer uint16, port string) *testutil.Proc {
 	t.Helper()
-	p := &crashProc{cmd: exec.Command(os.Args[0], "-test.run=^$"), stderr: new(strings.Builder), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), crashRoleEnv+"="+role, crashDirEnv+"="+dir,
+	p := testutil.NewChild(t, crashRoleEnv+"="+role, crashDirEnv+"="+dir,
 		fmt.Sprintf("%s=%d %d %s", crashDomEnv, own, peer, port))
-	p.cmd.Stderr = lockedWriter{&p.mu, p.stderr}
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		ready <- line
-		io.Copy(io.Discard, stdout)
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	select {
-	case line := <-ready:
-		if line != "READY\n" {
-			<-p.done
-			t.Fatalf("child %s said %q; stderr:\n%s", role, line, p.errText())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("child %s not ready after 20 s; stderr:\n%s", role, p.errText())
-	}
+	p.Pipes()
+	p.Start()
+	p.WaitLine("READY", 20*time.Second)
 	return p
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
-}
-
-func (p *crashProc) errText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// kill sends SIGKILL and returns the time it was sent; wait for p.done to
-// know it is gone.
-func (p *crashProc) kill(t *testing.T) time.Time {
-	t.Helper()
-	at := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	return at
-}
-
-// simDir returns a fresh, short directory for a simulator (unix socket
-// paths are limited to 107 bytes).
-func simDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "vcx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "sim")
-}
-
-// startSimd runs the simulator daemon in this process.
-func startSimd(t *testing.T, cfg simdaemon.Config) (*simdaemon.Daemon, string) {
-	t.Helper()
-	if cfg.Dir == "" {
-		cfg.Dir = simDir(t)
-	}
-	d, err := simdaemon.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d, cfg.Dir
 }
 
 // simHost joins the simulator in dir as domid for the rest of the test.
 func simHost(t *testing.T, dir string, domid uint16) *Host {
 	t.Helper()
-	h, err := SimHost(dir, domid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
-// dom0Store connects to the simulator's xenstore as dom0, for checks.
-func dom0Store(t *testing.T, dir string) *xsclient.Client {
-	t.Helper()
-	xs, err := xsclient.DialSocket(simproto.XenstorePath(dir, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { xs.Close() })
-	return xs
+	return testutil.Join(t, SimHost, dir, domid)
 }
 
 // survive runs op (a blocking Read or Write loop of the survivor) until it
 // fails, kills the child once op has moved at least warmup bytes, and
 // returns op's error and how long after the kill it came.
-func survive(t *testing.T, child *crashProc, warmup int64, op func(progress func(int)) error) (time.Duration, error) {
+func survive(t *testing.T, child *testutil.Proc, warmup int64, op func(progress func(int)) error) (time.Duration, error) {
 	t.Helper()
 	var mu sync.Mutex
 	var moved int64
@@ -305,11 +174,12 @@ func survive(t *testing.T, child *crashProc, warmup int64, op func(progress func
 	select {
 	case <-warm:
 	case err := <-errc:
-		t.Fatalf("the survivor failed before the kill: %v; child stderr:\n%s", err, child.errText())
+		t.Fatalf("the survivor failed before the kill: %v; child stderr:\n%s", err, child.Stderr)
 	case <-time.After(20 * time.Second):
 		t.Fatal("no progress before the kill")
 	}
-	killed := child.kill(t)
+	killed := time.Now()
+	child.Signal(syscall.SIGKILL)
 	select {
 	case err := <-errc:
 		took := time.Since(killed)
@@ -402,11 +272,11 @@ func TestCrashPeerKilled(t *testing.T) {
 		{"client-killed-while-receiving", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, dir := startSimd(t, simdaemon.Config{})
+			_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 			const port = "crash"
 			var c *Conn
 			var ln *Listener
-			var child *crashProc
+			var child *testutil.Proc
 			role := map[bool]string{true: "send", false: "recv"}[tc.childSends]
 			if tc.childListen {
 				child = startChild(t, dir, "listen-"+role, 0, 1, port)
@@ -435,7 +305,7 @@ func TestCrashPeerKilled(t *testing.T) {
 			}
 			_, err := survive(t, child, 4<<20, loop)
 			wantPeerEnd(t, tc.childSends, err)
-			<-child.done
+			<-child.Done()
 			if ln == nil {
 				return
 			}
@@ -455,12 +325,12 @@ func TestCrashPeerKilled(t *testing.T) {
 			if err := checkPattern(buf, 0); err != nil {
 				t.Fatalf("next client: %v", err)
 			}
-			next.kill(t)
+			next.Kill()
 			c2.Close()
 			if err := ln.Close(); err != nil {
 				t.Errorf("Listener.Close: %v", err)
 			}
-			xs := dom0Store(t, dir)
+			xs := testutil.Xenstore(t, dir, 0)
 			if _, err := xs.Read(ln.addr.Path); !errors.Is(err, syscall.ENOENT) {
 				t.Errorf("%s after Listener.Close: %v, want ENOENT", ln.addr.Path, err)
 			}
@@ -476,17 +346,16 @@ func TestCrashListenerTakeover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs child processes")
 	}
-	_, dir := startSimd(t, simdaemon.Config{})
+	_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 	const port = "takeover"
 	path := PortPath(0, 1, port)
-	xs := dom0Store(t, dir)
+	xs := testutil.Xenstore(t, dir, 0)
 	old := startChild(t, dir, "listen-idle", 0, 1, port)
 	oldRef, err := xs.Read(path + "/ring-ref")
 	if err != nil {
 		t.Fatal(err)
 	}
-	old.kill(t)
-	<-old.done
+	old.Kill()
 	if v, err := xs.Read(path + "/ring-ref"); err != nil || string(v) != string(oldRef) {
 		t.Fatalf("ring-ref after kill -9 of the listener = %q, %v; want the stale %q left behind", v, err, oldRef)
 	}
@@ -540,8 +409,7 @@ func TestCrashDaemonKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs child processes")
 	}
-	dir := simDir(t)
-	daemon := startChild(t, dir, "daemon", 0, 0, "-")
+	daemon, dir := testutil.StartSimd(t, "")
 	h0, h1 := simHost(t, dir, 0), simHost(t, dir, 1)
 	ln, err := Listen(1, "d", &Config{Host: h0})
 	if err != nil {
@@ -584,8 +452,9 @@ func TestCrashDaemonKilled(t *testing.T) {
 	run("server Write", func() error { _, err := srvB.Write(make([]byte, 1<<20)); return err })
 	run("Accept", func() error { _, err := ln.Accept(); return err })
 	time.Sleep(50 * time.Millisecond)
-	killed := daemon.kill(t)
-	<-daemon.done
+	killed := time.Now()
+	daemon.Signal(syscall.SIGKILL)
+	<-daemon.Done()
 	// New calls fail at once with a clear error.
 	for what, f := range map[string]func() error{
 		"Dial":   func() error { _, err := Dial(0, "d", &Config{Host: h1}); return err },
@@ -626,13 +495,13 @@ func TestCrossProcessCycles(t *testing.T) {
 		cycles = 50
 	}
 	t.Logf("%d cycles (race detector: %v, -short: %v)", cycles, raceEnabled, testing.Short())
-	d, dir := startSimd(t, simdaemon.Config{})
+	d, dir := testutil.StartDaemon(t, simdaemon.Config{})
 	h0, h1 := simHost(t, dir, 0), simHost(t, dir, 1)
 	ln, err := Listen(1, "cycles", &Config{Host: h0, ReadBufferSize: 8192, WriteBufferSize: 8192})
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs := dom0Store(t, dir)
+	xs := testutil.Xenstore(t, dir, 0)
 	// Warm up: the first connection opens the devices of both hosts.
 	cycle := func(i int) {
 		cli, err := Dial(0, "cycles", &Config{Host: h1})

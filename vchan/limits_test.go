@@ -14,6 +14,7 @@ import (
 
 	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // Resource limits, end to end through Listen and Dial: the error must say
@@ -23,7 +24,7 @@ import (
 // gets an error naming the flag; a failed Listen leaves nothing behind,
 // and a Listen that fits still works.
 func TestLimitGrantsCrossProcess(t *testing.T) {
-	d, dir := startSimd(t, simdaemon.Config{GrantLimit: 8})
+	d, dir := testutil.StartDaemon(t, simdaemon.Config{GrantLimit: 8})
 	h0 := simHost(t, dir, 0)
 	// 1 page + 2 × 16 pages of 64 KiB rings: over a limit of 8.
 	_, err := Listen(1, "big", &Config{Host: h0, ReadBufferSize: 65536, WriteBufferSize: 65536})
@@ -60,7 +61,7 @@ func TestLimitWatchQuota(t *testing.T) {
 		t.Run(map[bool]string{false: "in-process", true: "cross-process"}[cross], func(t *testing.T) {
 			var h *Host
 			if cross {
-				_, dir := startSimd(t, simdaemon.Config{})
+				_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 				h = simHost(t, dir, 1)
 			} else {
 				h = NewSimulator().Domain(1)
@@ -108,7 +109,7 @@ func TestLimitWatchQuota(t *testing.T) {
 // ring takes one; with the quota used up, Listen fails, and its error must
 // say so.
 func TestLimitTransactionQuota(t *testing.T) {
-	_, dir := startSimd(t, simdaemon.Config{})
+	_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 	h := simHost(t, dir, 2) // a domU server: dom0 has no quotas
 	xs, err := h.xenstore()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vchan-go/vchan/internal/ring"
 	"github.com/vchan-go/vchan/internal/simd/simdaemon"
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // Behaviour a socket user expects: refused, address in use, a server that
@@ -29,7 +30,7 @@ import (
 func hostPair(t *testing.T, crossProcess bool, cfg SimulatorConfig) (srv, cli *Host, dir string) {
 	t.Helper()
 	if crossProcess {
-		_, dir = startSimd(t, simdaemon.Config{GrantLimit: cfg.GrantLimit})
+		_, dir = testutil.StartDaemon(t, simdaemon.Config{GrantLimit: cfg.GrantLimit})
 		return simHost(t, dir, 0), simHost(t, dir, 1), dir
 	}
 	sim := NewSimulatorConfig(cfg)
@@ -160,14 +161,13 @@ func TestListenAddressInUse(t *testing.T) {
 // TestListenTakesOverFromKilledServer: a Listener whose process was killed
 // with -9 left its directory in xenstore; the next Listen takes it over.
 func TestListenTakesOverFromKilledServer(t *testing.T) {
-	_, dir := startSimd(t, simdaemon.Config{})
+	_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 	child := startChild(t, dir, "listen-idle", 0, 1, "takeover")
 	h0, h1 := simHost(t, dir, 0), simHost(t, dir, 1)
 	if _, err := Listen(1, "takeover", &Config{Host: h0}); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("Listen while the child listens = %v, want EADDRINUSE", err)
 	}
-	child.kill(t)
-	<-child.done
+	child.Kill()
 	ln, err := Listen(1, "takeover", &Config{Host: h0})
 	if err != nil {
 		t.Fatalf("Listen after the listening process was killed: %v", err)
@@ -401,7 +401,7 @@ func TestManyListenersUnderQuotas(t *testing.T) {
 	forBothHosts(t, func(t *testing.T, cross bool) {
 		var srvH, cliH *Host
 		if cross {
-			_, dir := startSimd(t, simdaemon.Config{})
+			_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 			srvH, cliH = simHost(t, dir, 1), simHost(t, dir, 2)
 		} else {
 			sim := NewSimulator()

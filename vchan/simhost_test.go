@@ -3,10 +3,12 @@ package vchan
 import (
 	"strings"
 	"testing"
+
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 func TestSimHostNotRunning(t *testing.T) {
-	_, err := SimHost(t.TempDir(), 1)
+	_, err := SimHost(testutil.SocketDir(t), 1)
 	if err == nil || !strings.Contains(err.Error(), "vchan-simd") {
 		t.Fatalf("SimHost with no daemon = %v, want a hint to start vchan-simd", err)
 	}
@@ -15,7 +17,7 @@ func TestSimHostNotRunning(t *testing.T) {
 		t.Errorf("DefaultHost with a bad domid = %v", err)
 	}
 	t.Setenv(HostEnv, "sim:1")
-	t.Setenv("VCHAN_SIM_DIR", t.TempDir())
+	t.Setenv("VCHAN_SIM_DIR", testutil.SocketDir(t))
 	if _, err := DefaultHost(); err == nil || !strings.Contains(err.Error(), "vchan-simd") {
 		t.Errorf("DefaultHost sim:1 with no daemon = %v, want a hint to start vchan-simd", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // TestOutsideXen: on a machine without Xen, Listen and Dial on the real host
@@ -15,7 +17,7 @@ func TestOutsideXen(t *testing.T) {
 	if _, err := os.Stat("/dev/xen/evtchn"); err == nil {
 		t.Skip("this machine has /dev/xen/evtchn: the outside-Xen messages cannot be observed")
 	}
-	t.Setenv("XENSTORED_PATH", t.TempDir()+"/no-such-socket")
+	t.Setenv("XENSTORED_PATH", testutil.SocketDir(t)+"/no-such-socket")
 	h := newXenHost() // not the cached XenHost: each call must try afresh
 	start := time.Now()
 	_, lerr := Listen(1, "5000", &Config{Host: h})

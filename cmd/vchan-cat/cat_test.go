@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,230 +20,53 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vchan-go/vchan/internal/simd/simproto"
-	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
-// The binaries under test, built once by TestMain (without -race: the
-// processes are what is tested, and they must be fast).
-var catBin, simdBin string
-
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	os.Exit(testutil.Run(m))
 }
 
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "vchan-cat-test-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	gobin := "go"
-	if p, err := exec.LookPath("go"); err == nil {
-		gobin = p
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", dir+string(filepath.Separator),
-		"github.com/vchan-go/vchan/cmd/vchan-cat", "github.com/vchan-go/vchan/cmd/vchan-simd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
-		return 1
-	}
-	catBin, simdBin = filepath.Join(dir, "vchan-cat"), filepath.Join(dir, "vchan-simd")
-	return m.Run()
+// catBin is the vchan-cat under test, built once (testutil.BuildCmd).
+func catBin(t *testing.T) string {
+	t.Helper()
+	return testutil.BuildCmd(t, "github.com/vchan-go/vchan/cmd/vchan-cat")
 }
 
 // procTimeout bounds every process a test starts.
 const procTimeout = 90 * time.Second
 
-// startSim runs a vchan-simd in a fresh directory for the test and returns
-// the directory. The path is kept short: unix socket paths are limited.
-func startSim(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "vcs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := newProc(t, simdBin, "-dir", dir)
-	p.start()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.wait(5 * time.Second)
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "control")); err == nil {
-			return dir
-		}
-		if time.Now().After(deadline) || p.exited() {
-			t.Fatalf("vchan-simd did not start: %s", p.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// proc is a process under test.
-type proc struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
-
-	childEnds []*os.File // closed once the child has them
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newProc(t *testing.T, bin string, args ...string) *proc {
-	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
-	t.Cleanup(cancel)
-	p := &proc{t: t, name: filepath.Base(bin) + " " + strings.Join(args, " "), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, bin, args...)
-	p.cmd.Stderr = p.stderr
+// newProc prepares bin with args, without the VCHAN_ variables of the
+// test's environment, killed after procTimeout.
+func newProc(t *testing.T, bin string, args ...string) *testutil.Proc {
+	p := testutil.NewProc(t, bin, args...)
+	p.Timeout = procTimeout
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VCHAN_") {
 			env = append(env, kv)
 		}
 	}
-	p.cmd.Env = env
+	p.Cmd.Env = env
 	return p
 }
 
 // cat prepares a vchan-cat as domain domid of the simulator in dir.
-func cat(t *testing.T, dir string, domid int, args ...string) *proc {
-	return newProc(t, catBin, append([]string{"-host", "sim", "-sim-dir", dir, "-domid", fmt.Sprint(domid)}, args...)...)
+func cat(t *testing.T, dir string, domid int, args ...string) *testutil.Proc {
+	return newProc(t, catBin(t), append([]string{"-host", "sim", "-sim-dir", dir, "-domid", fmt.Sprint(domid)}, args...)...)
 }
 
-func (p *proc) start() {
-	p.t.Helper()
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("%s: %v", p.name, err)
-	}
-	for _, f := range p.childEnds {
-		f.Close()
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	p.t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits up to d for the process to exit and returns its exit code
-// (-1 if it did not exit in time, 128+n for signal n).
-func (p *proc) wait(d time.Duration) int {
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		return -1
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	if p.err != nil {
-		return -2
-	}
-	return 0
-}
-
-// mustExit fails the test unless the process exits within d with code want.
-func (p *proc) mustExit(d time.Duration, want int) {
-	p.t.Helper()
-	if got := p.wait(d); got != want {
-		p.t.Fatalf("%s: exit code %d, want %d (-1: still running after %v); stderr:\n%s", p.name, got, want, d, p.stderr.String())
-	}
-}
-
-// pipes gives the process a stdin and a stdout the test drives. They are
-// os.Pipes, not Cmd.StdinPipe/StdoutPipe, which Wait closes while the test
-// may still be reading.
-func (p *proc) pipes() (stdin io.WriteCloser, stdout io.ReadCloser) {
-	p.t.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.cmd.Stdin, p.cmd.Stdout = inR, outW
-	p.childEnds = append(p.childEnds, inR, outW)
-	p.t.Cleanup(func() {
-		inW.Close()
-		outR.Close()
-	})
-	return inW, outR
-}
-
-// waitStderr waits up to d for the process's stderr to match re.
-func (p *proc) waitStderr(re string, d time.Duration) string {
-	p.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(d)
-	for {
-		s := p.stderr.String()
-		if m := rx.FindStringSubmatch(s); m != nil {
-			return m[len(m)-1]
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: stderr does not match %q after %v:\n%s", p.name, re, d, s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// oneLine fails the test unless the process wrote exactly one line on
-// stderr, matching each of the wanted regular expressions.
-func (p *proc) oneLine(want ...string) {
-	p.t.Helper()
-	s := p.stderr.String()
+// oneLine fails the test unless p wrote exactly one line on stderr,
+// matching each of the wanted regular expressions.
+func oneLine(t *testing.T, p *testutil.Proc, want ...string) {
+	t.Helper()
+	s := p.Stderr.String()
 	if strings.Count(s, "\n") != 1 || !strings.HasSuffix(s, "\n") || !strings.HasPrefix(s, "vchan-cat: ") {
-		p.t.Fatalf("%s: want one line on stderr, got:\n%s", p.name, s)
+		t.Fatalf("%s: want one line on stderr, got:\n%s", p.Name, s)
 	}
 	for _, w := range want {
 		if !regexp.MustCompile(w).MatchString(s) {
-			p.t.Errorf("%s: stderr %q does not match %q", p.name, s, w)
+			t.Errorf("%s: stderr %q does not match %q", p.Name, s, w)
 		}
 	}
 }
@@ -254,12 +75,7 @@ func (p *proc) oneLine(want ...string) {
 // domain 1.
 func vchanNodes(t *testing.T, dir string) []string {
 	t.Helper()
-	c, err := xsclient.DialSocket(simproto.XenstorePath(dir, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	names, err := c.Directory("/local/domain/0/data/vchan/1")
+	names, err := testutil.Xenstore(t, dir, 0).Directory("/local/domain/0/data/vchan/1")
 	if err != nil && !errors.Is(err, syscall.ENOENT) {
 		t.Fatal(err)
 	}
@@ -277,15 +93,15 @@ func noVchanNodes(t *testing.T, dir string) {
 // server and compares hashes.
 func TestTransfer100MiB(t *testing.T) {
 	const total = 100 << 20
-	dir := startSim(t)
+	_, dir := testutil.StartSimd(t, "")
 	srv := cat(t, dir, 0, "-l", "1", "bulk")
-	srvIn, srvOut := srv.pipes()
+	srvIn, srvOut := srv.Pipes()
 	srvIn.Close()
-	srv.start()
+	srv.Start()
 	cli := cat(t, dir, 1, "-t", "10s", "0", "bulk")
-	cliIn, cliOut := cli.pipes()
+	cliIn, cliOut := cli.Pipes()
 	cliOut.Close()
-	cli.start()
+	cli.Start()
 
 	start := time.Now()
 	recvHash := make(chan []byte, 1)
@@ -301,12 +117,12 @@ func TestTransfer100MiB(t *testing.T) {
 		rng.Read(buf)
 		sent.Write(buf)
 		if _, err := cliIn.Write(buf); err != nil {
-			t.Fatalf("writing to the client: %v; client stderr:\n%s", err, cli.stderr.String())
+			t.Fatalf("writing to the client: %v; client stderr:\n%s", err, cli.Stderr.String())
 		}
 	}
 	cliIn.Close()
-	cli.mustExit(30*time.Second, 0)
-	srv.mustExit(5*time.Second, 0)
+	cli.MustExit(30*time.Second, 0)
+	srv.MustExit(5*time.Second, 0)
 	var got []byte
 	select {
 	case got = <-recvHash:
@@ -318,7 +134,7 @@ func TestTransfer100MiB(t *testing.T) {
 		t.Fatalf("sha256 received %x, sent %x", got, want)
 	}
 	t.Logf("100 MiB in %v: %.0f MiB/s", d.Round(time.Millisecond), float64(total>>20)/d.Seconds())
-	if s := srv.stderr.String() + cli.stderr.String(); s != "" {
+	if s := srv.Stderr.String() + cli.Stderr.String(); s != "" {
 		t.Errorf("unexpected stderr:\n%s", s)
 	}
 	noVchanNodes(t, dir)
@@ -350,28 +166,28 @@ func readLine(t *testing.T, r *bufio.Reader) string {
 
 func TestExec(t *testing.T) {
 	t.Run("request-reply", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p", "-e", `read x; echo "got $x from $VCHAN_REMOTE_ADDR"`)
-		srv.start()
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "-q", "-1", "0", "p")
-		cli.cmd.Stdin = strings.NewReader("hello\n")
+		cli.Cmd.Stdin = strings.NewReader("hello\n")
 		var out bytes.Buffer
-		cli.cmd.Stdout = &out
-		cli.start()
-		cli.mustExit(10*time.Second, 0)
-		srv.mustExit(5*time.Second, 0)
+		cli.Cmd.Stdout = &out
+		cli.Start()
+		cli.MustExit(10*time.Second, 0)
+		srv.MustExit(5*time.Second, 0)
 		if want := "got hello from dom1:/local/domain/0/data/vchan/1/p\n"; out.String() != want {
 			t.Errorf("client got %q, want %q", out.String(), want)
 		}
 		noVchanNodes(t, dir)
 	})
 	t.Run("echo", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p", "-e", "cat")
-		srv.start()
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
-		in, out := cli.pipes()
-		cli.start()
+		in, out := cli.Pipes()
+		cli.Start()
 		r := bufio.NewReader(out)
 		for _, msg := range []string{"ping\n", "pong\n", strings.Repeat("x", 100000) + "\n"} {
 			if _, err := io.WriteString(in, msg); err != nil {
@@ -382,16 +198,16 @@ func TestExec(t *testing.T) {
 			}
 		}
 		in.Close()
-		cli.mustExit(10*time.Second, 0)
-		srv.mustExit(5*time.Second, 0)
+		cli.MustExit(10*time.Second, 0)
+		srv.MustExit(5*time.Second, 0)
 	})
 	t.Run("client-side", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p")
-		in, out := srv.pipes()
-		srv.start()
+		in, out := srv.Pipes()
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "0", "p", "-e", `echo hi; read y; echo "bye $y"`)
-		cli.start()
+		cli.Start()
 		r := bufio.NewReader(out)
 		if got := readLine(t, r); got != "hi\n" {
 			t.Fatalf("got %q", got)
@@ -400,8 +216,8 @@ func TestExec(t *testing.T) {
 		if got := readLine(t, r); got != "bye you\n" {
 			t.Fatalf("got %q", got)
 		}
-		cli.mustExit(10*time.Second, 0)
-		srv.mustExit(5*time.Second, 0)
+		cli.MustExit(10*time.Second, 0)
+		srv.MustExit(5*time.Second, 0)
 		in.Close()
 	})
 }
@@ -435,7 +251,7 @@ func echoServer(t *testing.T, network, addr string) net.Listener {
 func TestBridge(t *testing.T) {
 	for _, network := range []string{"unix", "tcp"} {
 		t.Run(network, func(t *testing.T) {
-			dir := startSim(t)
+			_, dir := testutil.StartSimd(t, "")
 			var echoAddr, listenAddr string
 			if network == "unix" {
 				echoAddr, listenAddr = filepath.Join(dir, "echo.sock"), filepath.Join(dir, "front.sock")
@@ -444,10 +260,11 @@ func TestBridge(t *testing.T) {
 			}
 			echo := echoServer(t, network, echoAddr)
 			srv := cat(t, dir, 0, "-l", "-k", "1", "br", "-"+network+"-connect", echo.Addr().String())
-			srv.start()
+			srv.Start()
 			cli := cat(t, dir, 1, "-t", "10s", "-v", "-k", "-"+network+"-listen", listenAddr, "0", "br")
-			cli.start()
-			front := cli.waitStderr(`listening on `+network+` (\S+);`, 10*time.Second)
+			cli.Start()
+			listening := regexp.MustCompile(`listening on ` + network + ` (\S+);`)
+			front := listening.FindStringSubmatch(cli.WaitFor(listening.String(), listening.MatchString, 10*time.Second))[1]
 
 			// Several local clients, two at a time, each doing request and
 			// reply rounds and a bulk echo of 1 MiB.
@@ -469,12 +286,12 @@ func TestBridge(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			for _, p := range []*proc{cli, srv} {
-				p.cmd.Process.Signal(syscall.SIGTERM)
-				p.mustExit(5*time.Second, 128+int(syscall.SIGTERM))
+			for _, p := range []*testutil.Proc{cli, srv} {
+				p.Signal(syscall.SIGTERM)
+				p.MustExit(5*time.Second, 128+int(syscall.SIGTERM))
 			}
-			if strings.Contains(srv.stderr.String(), "vchan-cat:") {
-				t.Errorf("server stderr:\n%s", srv.stderr.String())
+			if strings.Contains(srv.Stderr.String(), "vchan-cat:") {
+				t.Errorf("server stderr:\n%s", srv.Stderr.String())
 			}
 			noVchanNodes(t, dir)
 			if network == "unix" {
@@ -552,10 +369,10 @@ func devZero(t *testing.T) *os.File {
 }
 
 // kill9 kills p with SIGKILL and returns when it is gone.
-func kill9(t *testing.T, p *proc) {
+func kill9(t *testing.T, p *testutil.Proc) {
 	t.Helper()
-	p.cmd.Process.Kill()
-	p.mustExit(5*time.Second, 128+int(syscall.SIGKILL))
+	p.Signal(syscall.SIGKILL)
+	p.MustExit(5*time.Second, 128+int(syscall.SIGKILL))
 }
 
 // peerGone matches what a sender says when its peer dies: its write failed
@@ -566,135 +383,135 @@ const peerGone = `broken pipe \(the peer closed or went away|peer domain \d+ is 
 // TestKill kills one side mid-stream.
 func TestKill(t *testing.T) {
 	t.Run("server-while-client-sends", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p")
-		_, out := srv.pipes()
-		srv.start()
+		_, out := srv.Pipes()
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
-		cli.cmd.Stdin = devZero(t)
-		cli.start()
+		cli.Cmd.Stdin = devZero(t)
+		cli.Start()
 		readN(t, out, 4<<20)
 		kill9(t, srv)
-		cli.mustExit(time.Second, 1)
-		cli.oneLine(peerGone, "dom0:/local/domain/0/data/vchan/1/p")
+		cli.MustExit(time.Second, 1)
+		oneLine(t, cli, peerGone, "dom0:/local/domain/0/data/vchan/1/p")
 	})
 	t.Run("client-while-server-sends", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p")
-		srv.cmd.Stdin = devZero(t)
-		srv.start()
+		srv.Cmd.Stdin = devZero(t)
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
-		_, out := cli.pipes()
-		cli.start()
+		_, out := cli.Pipes()
+		cli.Start()
 		readN(t, out, 4<<20)
 		kill9(t, cli)
-		srv.mustExit(time.Second, 1)
-		srv.oneLine(peerGone, "dom1:/local/domain/0/data/vchan/1/p")
+		srv.MustExit(time.Second, 1)
+		oneLine(t, srv, peerGone, "dom1:/local/domain/0/data/vchan/1/p")
 		noVchanNodes(t, dir)
 	})
 	t.Run("sender", func(t *testing.T) {
 		// vchan has no reset: a peer that dies looks like one that
 		// closed. The receiver ends promptly with what it got.
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "1", "p")
-		_, out := srv.pipes()
-		srv.start()
+		_, out := srv.Pipes()
+		srv.Start()
 		cli := cat(t, dir, 1, "-t", "10s", "0", "p")
-		cli.cmd.Stdin = devZero(t)
-		cli.start()
+		cli.Cmd.Stdin = devZero(t)
+		cli.Start()
 		readN(t, out, 4<<20)
 		kill9(t, cli)
 		go io.Copy(io.Discard, out)
-		srv.mustExit(time.Second, 0)
+		srv.MustExit(time.Second, 0)
 		noVchanNodes(t, dir)
 	})
 	t.Run("keep-listening", func(t *testing.T) {
-		dir := startSim(t)
+		_, dir := testutil.StartSimd(t, "")
 		srv := cat(t, dir, 0, "-l", "-k", "1", "p")
-		srv.cmd.Stdin = devZero(t)
-		srv.start()
+		srv.Cmd.Stdin = devZero(t)
+		srv.Start()
 		for i := range 2 {
 			cli := cat(t, dir, 1, "-t", "10s", "0", "p")
-			_, out := cli.pipes()
-			cli.start()
+			_, out := cli.Pipes()
+			cli.Start()
 			readN(t, out, 4<<20)
 			kill9(t, cli)
 			start := time.Now()
-			srv.waitStderr(fmt.Sprintf(`(?s)(.*(%s).*\n){%d}`, peerGone, i+1), time.Second)
+			srv.WaitFor(peerGone, regexp.MustCompile(peerGone).MatchString, time.Second)
 			t.Logf("the server reported the dead client %d after %v", i, time.Since(start).Round(time.Millisecond))
-			if srv.exited() {
-				t.Fatalf("the -k server exited: %s", srv.stderr.String())
+			if srv.Exited() {
+				t.Fatalf("the -k server exited: %s", srv.Stderr.String())
 			}
 		}
 		if got := vchanNodes(t, dir); len(got) != 1 || got[0] != "p" {
 			t.Errorf("while listening, xenstore has %v under dom0's vchans for dom1, want [p]", got)
 		}
-		srv.cmd.Process.Signal(syscall.SIGTERM)
-		srv.mustExit(5*time.Second, 128+int(syscall.SIGTERM))
+		srv.Signal(syscall.SIGTERM)
+		srv.MustExit(5*time.Second, 128+int(syscall.SIGTERM))
 		noVchanNodes(t, dir)
 	})
 }
 
 func TestExitCodes(t *testing.T) {
-	dir := startSim(t)
+	_, dir := testutil.StartSimd(t, "")
 	t.Run("no-server", func(t *testing.T) {
 		// Refused at once, as nc is: the process's start-up is most of
 		// the time, so the bound is loose, far below the old 10 s wait.
 		p := cat(t, dir, 1, "0", "nobody")
 		start := time.Now()
-		p.start()
-		p.mustExit(3*time.Second, 1)
+		p.Start()
+		p.MustExit(3*time.Second, 1)
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("took %v", d)
 		}
-		p.oneLine("/local/domain/0/data/vchan/1/nobody")
-		if s := p.stderr.String(); !strings.Contains(s, "connection refused") {
+		oneLine(t, p, "/local/domain/0/data/vchan/1/nobody")
+		if s := p.Stderr.String(); !strings.Contains(s, "connection refused") {
 			t.Errorf("stderr %q does not say connection refused", s)
 		}
 	})
 	t.Run("no-server-waiting", func(t *testing.T) {
 		p := cat(t, dir, 1, "-t", "500ms", "0", "nobody")
 		start := time.Now()
-		p.start()
-		p.mustExit(3*time.Second, 1)
+		p.Start()
+		p.MustExit(3*time.Second, 1)
 		if d := time.Since(start); d < 500*time.Millisecond || d > 2500*time.Millisecond {
 			t.Errorf("-t 500ms: exited after %v", d)
 		}
-		p.oneLine("/local/domain/0/data/vchan/1/nobody")
+		oneLine(t, p, "/local/domain/0/data/vchan/1/nobody")
 	})
 	t.Run("no-simulator", func(t *testing.T) {
-		p := cat(t, t.TempDir(), 1, "0", "p")
-		p.start()
-		p.mustExit(3*time.Second, 1)
-		p.oneLine("vchan-simd")
+		p := cat(t, testutil.SocketDir(t), 1, "0", "p")
+		p.Start()
+		p.MustExit(3*time.Second, 1)
+		oneLine(t, p, "vchan-simd")
 	})
 	t.Run("no-domid", func(t *testing.T) {
-		p := newProc(t, catBin, "-host", "sim", "-sim-dir", dir, "-l", "1", "p")
-		p.start()
-		p.mustExit(3*time.Second, 1)
-		p.oneLine("-domid")
+		p := newProc(t, catBin(t), "-host", "sim", "-sim-dir", dir, "-l", "1", "p")
+		p.Start()
+		p.MustExit(3*time.Second, 1)
+		oneLine(t, p, "-domid")
 	})
 	t.Run("usage", func(t *testing.T) {
 		p := cat(t, dir, 1, "-l", "1")
-		p.start()
-		p.mustExit(3*time.Second, 2)
+		p.Start()
+		p.MustExit(3*time.Second, 2)
 	})
 	for _, args := range [][]string{{"-l", "65535", "p"}, {"32752", "p"}, {"0", "a b"}, {"0", "rel/path"}} {
 		t.Run("bad-args "+strings.Join(args, " "), func(t *testing.T) {
 			p := cat(t, dir, 1, args...)
-			p.start()
-			p.mustExit(3*time.Second, 2)
+			p.Start()
+			p.MustExit(3*time.Second, 2)
 		})
 	}
 	t.Run("auto-sim-notice", func(t *testing.T) {
 		if _, err := os.Stat(xenEvtchnDevice); err == nil {
 			t.Skip("Xen is here")
 		}
-		p := newProc(t, catBin, "-domid", "1", "-t", "100ms", "0", "p")
-		p.cmd.Env = append(p.cmd.Env, "VCHAN_SIM_DIR="+dir)
-		p.start()
-		p.mustExit(3*time.Second, 1)
-		if s := p.stderr.String(); !strings.HasPrefix(s, "vchan-cat: no Xen here, using the simulator in "+dir+" as domain 1\n") {
+		p := newProc(t, catBin(t), "-domid", "1", "-t", "100ms", "0", "p")
+		p.Cmd.Env = append(p.Cmd.Env, "VCHAN_SIM_DIR="+dir)
+		p.Start()
+		p.MustExit(3*time.Second, 1)
+		if s := p.Stderr.String(); !strings.HasPrefix(s, "vchan-cat: no Xen here, using the simulator in "+dir+" as domain 1\n") {
 			t.Errorf("stderr:\n%s", s)
 		}
 	})

@@ -1,6 +1,6 @@
 //go:build linux
 
-package simdaemon
+package simdaemon_test
 
 import (
 	"errors"
@@ -23,29 +23,16 @@ import (
 	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/gnt/gntsim"
 	"github.com/vchan-go/vchan/internal/simd/simclient"
+	"github.com/vchan-go/vchan/internal/simd/simdaemon"
 	"github.com/vchan-go/vchan/internal/simd/simproto"
+	"github.com/vchan-go/vchan/internal/testutil"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
-// startDaemon runs the daemon logic in this process on a fresh directory.
-func startDaemon(t *testing.T, limit int) *Daemon {
-	t.Helper()
-	d, err := Start(Config{Dir: t.TempDir(), GrantLimit: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
+// connect joins the daemon in dir as domid for the rest of the test.
 func connect(t *testing.T, dir string, domid uint16) *simclient.Domain {
 	t.Helper()
-	dom, err := simclient.Connect(dir, domid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dom.Close() })
-	return dom
+	return testutil.Join(t, simclient.Connect, dir, domid)
 }
 
 // waitEvent reports whether ch fires within d. The client's channels are
@@ -90,7 +77,7 @@ func writeFaults(b []byte) (faulted bool) {
 }
 
 func TestShareMap(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0, dom1, dom2 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1), connect(t, d.Dir(), 2)
 
 	sh := dom1.Sharer()
@@ -185,7 +172,7 @@ func TestShareMap(t *testing.T) {
 }
 
 func TestGrantErrors(t *testing.T) {
-	d := startDaemon(t, 3)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{GrantLimit: 3})
 	dom0 := connect(t, d.Dir(), 0)
 	sh := dom0.Sharer()
 	r := must[gnt.SharedRegion](t)(sh.Share(1, 2, nil))
@@ -218,7 +205,7 @@ func TestGrantErrors(t *testing.T) {
 }
 
 func TestUnmapNotify(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0, dom1 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1)
 
 	// Like a vchan server (dom1) and client (dom0), docs/PROTOCOL.md §5.
@@ -252,7 +239,7 @@ func TestUnmapNotify(t *testing.T) {
 }
 
 func TestDomainDeath(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0 := connect(t, d.Dir(), 0)
 	xs := must[xenstore.Client](t)(dom0.Xenstore())
 	w := must[xenstore.Watch](t)(xs.Watch("@releaseDomain"))
@@ -287,7 +274,7 @@ func TestDomainDeath(t *testing.T) {
 	}
 	r.Close() // only unmaps: the daemon already did the rest
 	waitReleased(t, xs, w, 1)
-	if got := d.Resources(1); got != (Resources{}) {
+	if got := d.Resources(1); got != (simdaemon.Resources{}) {
 		t.Errorf("dom1 resources after death: %+v", got)
 	}
 	// Its peer's port is unbound again: notify is dropped, not an error.
@@ -320,7 +307,7 @@ func waitReleased(t *testing.T, xs xenstore.Client, w xenstore.Watch, domid uint
 }
 
 func TestEvtchn(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0, dom1 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1)
 	dev0, dev1 := dom0.Evtchn(), dom1.Evtchn()
 
@@ -408,7 +395,7 @@ func TestEvtchn(t *testing.T) {
 }
 
 func TestNotRunning(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.SocketDir(t)
 	_, err := simclient.Connect(dir, 0)
 	if !errors.Is(err, simclient.ErrNotRunning) || !strings.Contains(err.Error(), `start it with "vchan-simd &"`) {
 		t.Errorf("Connect without a daemon = %v", err)
@@ -425,7 +412,7 @@ func TestNotRunning(t *testing.T) {
 		t.Errorf("Connect to a stale socket = %v", err)
 	}
 	// The daemon replaces it.
-	d, err := Start(Config{Dir: dir})
+	d, err := simdaemon.Start(simdaemon.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,14 +420,14 @@ func TestNotRunning(t *testing.T) {
 	dom := connect(t, dir, 3)
 	dom.Close()
 
-	_, err = Start(Config{Dir: dir})
-	if !errors.Is(err, ErrAlreadyRunning) || !strings.Contains(err.Error(), "vchan-simd already running in "+dir+" (pid ") {
+	_, err = simdaemon.Start(simdaemon.Config{Dir: dir})
+	if !errors.Is(err, simdaemon.ErrAlreadyRunning) || !strings.Contains(err.Error(), "vchan-simd already running in "+dir+" (pid ") {
 		t.Errorf("second Start = %v", err)
 	}
 }
 
 func TestDaemonGone(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0, dom1 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1)
 	a := must[evtchn.Channel](t)(dom0.Evtchn().BindUnbound(1))
 	b := must[evtchn.Channel](t)(dom1.Evtchn().BindInterdomain(0, a.LocalPort()))
@@ -494,10 +481,7 @@ func simdGoroutines() (int, string) {
 }
 
 func TestNoGoroutineLeak(t *testing.T) {
-	d, err := Start(Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	dom0 := connect(t, d.Dir(), 0)
 	dom1, err := simclient.Connect(d.Dir(), 1)
 	if err != nil {
@@ -528,7 +512,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 }
 
 func TestReservedDomID(t *testing.T) {
-	d := startDaemon(t, 0)
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
 	_, err := simclient.Connect(d.Dir(), 0x7ff0)
 	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("Connect as domain 0x7ff0 = %v, want EINVAL", err)
@@ -542,7 +526,7 @@ func TestReservedDomID(t *testing.T) {
 // one process failed with "map: bad reply". This test did not catch that
 // interleaving; it states the behaviour.)
 func TestConcurrentSetupCalls(t *testing.T) {
-	dir := startDaemon(t, 0).Dir()
+	_, dir := testutil.StartDaemon(t, simdaemon.Config{})
 	d0, d1 := connect(t, dir, 0), connect(t, dir, 1)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

@@ -1,17 +1,15 @@
 //go:build linux
 
-package simdaemon
+package simdaemon_test
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,27 +19,19 @@ import (
 	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/simd/simclient"
 	"github.com/vchan-go/vchan/internal/simd/simproto"
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // childEnv makes the test binary act as a helper process (see runChild).
 const childEnv = "SIMD_TEST_CHILD_DIR"
 
-func TestMain(m *testing.M) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		if err := runChild(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.Main(m, childEnv, runChild) }
 
 // runChild is domain 1 in a separate process: it binds a port for dom0,
 // shares one page with dom0 with the unmap notification a vchan server
 // uses (docs/PROTOCOL.md §5), writes "child" into it, prints
-// "READY <ref> <port>", then answers "check <text>" (is <text> at offset
-// 100?) until it is killed or stdin closes.
+// "READY <ref> <port>" on stderr, then answers "check <text>" (is <text>
+// at offset 100?) on stdout until it is killed or stdin closes.
 func runChild(dir string) error {
 	dom, err := simclient.Connect(dir, 1)
 	if err != nil {
@@ -58,7 +48,7 @@ func runChild(dir string) error {
 	b := r.Bytes()
 	copy(b, "child")
 	b[21] = 1
-	fmt.Printf("READY %d %d\n", r.Refs()[0], ch.LocalPort())
+	fmt.Fprintf(os.Stderr, "READY %d %d\n", r.Refs()[0], ch.LocalPort())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		want, ok := strings.CutPrefix(sc.Text(), "check ")
@@ -74,98 +64,19 @@ func runChild(dir string) error {
 	return nil
 }
 
-// daemonProc is vchan-simd running as a separate process.
-type daemonProc struct {
-	cmd    *exec.Cmd
-	stderr *strings.Builder
-	done   chan struct{} // closed when it has exited
-	err    error         // how it exited, once done is closed
-}
-
-// buildDaemon builds cmd/vchan-simd into a temporary directory.
-func buildDaemon(t *testing.T) string {
+// startChild runs runChild in a separate process and waits for its READY
+// line.
+func startChild(t *testing.T, dir string) (child *testutil.Proc, ref gnt.Ref, port evtchn.Port) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vchan-simd")
-	_, file, _, _ := runtime.Caller(0)
-	pkg := filepath.Join(filepath.Dir(file), "..", "..", "..", "cmd", "vchan-simd")
-	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build cmd/vchan-simd: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// runDaemon starts the daemon binary and waits until it accepts
-// connections.
-func runDaemon(t *testing.T, bin string, args ...string) *daemonProc {
-	t.Helper()
-	p := &daemonProc{cmd: exec.Command(bin, append([]string{"-v"}, args...)...), stderr: new(strings.Builder), done: make(chan struct{})}
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("vchan-simd log:\n%s", p.stderr.String())
-		}
-	})
-	return p
-}
-
-// waitConnect connects as domid, retrying while the daemon starts.
-func waitConnect(t *testing.T, dir string, domid uint16) *simclient.Domain {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		dom, err := simclient.Connect(dir, domid)
-		if err == nil {
-			t.Cleanup(func() { dom.Close() })
-			return dom
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not come up: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// startChild runs runChild in a separate process and reads its READY line.
-func startChild(t *testing.T, dir string) (cmd *exec.Cmd, stdin io.WriteCloser, out *bufio.Reader, ref gnt.Ref, port evtchn.Port) {
-	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	out = bufio.NewReader(stdout)
-	line, err := out.ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
+	child = testutil.NewChild(t, childEnv+"="+dir)
+	child.Pipes()
+	child.Start()
+	line := child.WaitLine("READY ", 20*time.Second)
 	var r, p uint32
 	if _, err := fmt.Sscanf(line, "READY %d %d", &r, &p); err != nil {
 		t.Fatalf("child said %q: %v", line, err)
 	}
-	return cmd, stdin, out, gnt.Ref(r), evtchn.Port(p)
+	return child, gnt.Ref(r), evtchn.Port(p)
 }
 
 // xenstoreTool runs a libxenstore C tool against a socket of the daemon.
@@ -195,10 +106,8 @@ func TestSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs vchan-simd")
 	}
-	bin := buildDaemon(t)
-	dir := filepath.Join(t.TempDir(), "sim")
-	daemon := runDaemon(t, bin, "-dir", dir, "-grant-limit", "4")
-	dom0 := waitConnect(t, dir, 0)
+	daemon, dir := testutil.StartSimd(t, "", "-v", "-grant-limit", "4")
+	dom0 := connect(t, dir, 0)
 	xs, err := dom0.Xenstore()
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +118,7 @@ func TestSeparateProcesses(t *testing.T) {
 	}
 	<-w.Events()
 
-	child, stdin, out, ref, port := startChild(t, dir)
+	child, ref, port := startChild(t, dir)
 	if v, err := xs.Read("/local/domain/1/domid"); err != nil || string(v) != "1" {
 		t.Errorf("/local/domain/1/domid = %q, %v", v, err)
 	}
@@ -227,8 +136,8 @@ func TestSeparateProcesses(t *testing.T) {
 		t.Fatalf("mapped page starts %q, byte 21 = %d", got, b[21])
 	}
 	copy(b[100:], "parent")
-	fmt.Fprintln(stdin, "check parent")
-	if line, _ := out.ReadString('\n'); line != "OK\n" {
+	fmt.Fprintln(child.Stdin, "check parent")
+	if line, _ := child.Stdout.ReadString('\n'); line != "OK\n" {
 		t.Fatalf("child does not see the parent's write: %q", line)
 	}
 
@@ -251,18 +160,19 @@ func TestSeparateProcesses(t *testing.T) {
 	})
 
 	t.Run("second daemon", func(t *testing.T) {
-		out, err := exec.Command(bin, "-dir", dir).CombinedOutput()
-		want := fmt.Sprintf("vchan-simd already running in %s (pid %d)", dir, daemon.cmd.Process.Pid)
-		if err == nil || !strings.Contains(string(out), want) {
+		second := testutil.NewProc(t, testutil.BuildCmd(t, testutil.SimdPkg), "-dir", dir)
+		second.Start()
+		err := second.Wait(10 * time.Second)
+		out := second.Stderr.String()
+		want := fmt.Sprintf("vchan-simd already running in %s (pid %d)", dir, daemon.Cmd.Process.Pid)
+		if err == nil || !strings.Contains(out, want) {
 			t.Errorf("second daemon: %v, output %q, want %q", err, out, want)
 		}
 	})
 
 	// kill -9 of the child: the kernel-style unmap notification.
 	killed := time.Now()
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	child.Signal(syscall.SIGKILL)
 	if !waitEvent(ch, 100*time.Millisecond) {
 		t.Fatalf("no event within 100ms of killing the child")
 	}
@@ -287,10 +197,8 @@ func TestSeparateProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	woke := waitFailure(waiter)
-	if err := daemon.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-daemon.done
+	daemon.Signal(syscall.SIGKILL)
+	<-daemon.Done()
 	died := time.Now()
 	select {
 	case <-woke:
@@ -315,15 +223,13 @@ func TestSeparateProcesses(t *testing.T) {
 	if _, err := simclient.Connect(dir, 0); !errors.Is(err, simclient.ErrNotRunning) || !strings.Contains(err.Error(), "stale socket") {
 		t.Errorf("Connect after the daemon died = %v, want the stale-socket hint", err)
 	}
-	d2 := runDaemon(t, bin, "-dir", dir)
-	waitConnect(t, dir, 2).Close()
-	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	d2, _ := testutil.StartSimd(t, dir, "-v")
+	connect(t, dir, 2).Close()
+	d2.Signal(syscall.SIGTERM)
 	select {
-	case <-d2.done:
-		if d2.err != nil {
-			t.Errorf("vchan-simd after SIGTERM: %v\n%s", d2.err, d2.stderr)
+	case <-d2.Done():
+		if d2.Err() != nil {
+			t.Errorf("vchan-simd after SIGTERM: %v\n%s", d2.Err(), d2.Stderr)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("vchan-simd did not exit on SIGTERM")
