@@ -317,6 +317,12 @@ func (c *Conn) peerOpen() error {
 		}
 		return nil
 	case ring.LiveClosed:
+		// The peer closed; or what carries both ends' events failed first
+		// (the simulator's daemon was killed, and the peer closed because
+		// of it). A notify tells them apart, on this error path only.
+		if err := c.ch.Notify(); err != nil && !errors.Is(err, evtchn.ErrClosed) {
+			return err
+		}
 		return errPeerClosed
 	default:
 		return c.fail(fmt.Errorf("%w: peer live byte is %d after connect", ErrProtocol, live))
