@@ -5,7 +5,6 @@ package simdaemon
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -281,6 +280,3 @@ func (c *conn) cleanup() {
 	}
 	d.logf("conn %d dom%d: closed (%d regions, %d ports released)", c.id, c.domid, len(ids), len(ports))
 }
-
-// String names the connection in messages.
-func (c *conn) String() string { return fmt.Sprintf("conn %d (dom%d)", c.id, c.domid) }

@@ -303,14 +303,3 @@ func (d *Daemon) Resources(domid uint16) Resources {
 		Ports:   d.events.Ports(domid),
 	}
 }
-
-// Domains returns the ids of the live domains, in no particular order.
-func (d *Daemon) Domains() []uint16 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ids := make([]uint16, 0, len(d.doms))
-	for id := range d.doms {
-		ids = append(ids, id)
-	}
-	return ids
-}

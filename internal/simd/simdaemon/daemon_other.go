@@ -20,4 +20,3 @@ func Start(Config) (*Daemon, error) { return nil, simproto.NeedsLinux("vchan sim
 func (*Daemon) Dir() string                { return "" }
 func (*Daemon) Close() error               { return nil }
 func (*Daemon) Resources(uint16) Resources { return Resources{} }
-func (*Daemon) Domains() []uint16          { return nil }
