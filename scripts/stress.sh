@@ -54,7 +54,9 @@ trap 'stop_hogs; rm -f "$out"' EXIT
 start=$(date +%s)
 IFS=, read -r -a modelist <<< "$modes"
 for mode in "${modelist[@]}"; do
-  flags=(-count="$count" -cpu 1,2 -timeout 60m)
+  # A hung test fails its package after 20 minutes, with every goroutine's
+  # stack, instead of stalling the run.
+  flags=(-count="$count" -cpu 1,2 -timeout 20m)
   case "$mode" in
     plain) ;;
     race) flags+=(-race) ;;
@@ -63,7 +65,11 @@ for mode in "${modelist[@]}"; do
     *) echo "stress.sh: unknown mode $mode" >&2; exit 2 ;;
   esac
   # Build once, outside the timed loop, so a compile error is reported as such.
-  go test "${flags[@]}" -run '^$' "${pkgs[@]}" >/dev/null
+  if ! go test "${flags[@]}" -run '^$' "${pkgs[@]}" >"$out" 2>&1; then
+    echo "== stress: build failed in mode $mode"
+    cat "$out"
+    exit 1
+  fi
   for pkg in "${pkgs[@]}"; do
     t0=$(date +%s)
     if ! CI=${CI:-} go test "${flags[@]}" "$pkg" >"$out" 2>&1; then
