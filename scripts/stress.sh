@@ -54,9 +54,10 @@ trap 'stop_hogs; rm -f "$out"' EXIT
 start=$(date +%s)
 IFS=, read -r -a modelist <<< "$modes"
 for mode in "${modelist[@]}"; do
-  # A hung test fails its package after 20 minutes, with every goroutine's
-  # stack, instead of stalling the run.
-  flags=(-count="$count" -cpu 1,2 -timeout 20m)
+  # A hung test fails its package, with every goroutine's stack, instead of
+  # stalling the run: the slowest package takes about a minute per count
+  # under -race.
+  flags=(-count="$count" -cpu 1,2 -timeout "$((4 * count + 10))m")
   case "$mode" in
     plain) ;;
     race) flags+=(-race) ;;
