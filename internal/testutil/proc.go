@@ -170,6 +170,15 @@ func (p *Proc) Start() {
 		if timer != nil {
 			timer.Stop()
 		}
+		// Done means the output is in too: what the process wrote before
+		// it exited is still in the pipe when Wait returns (seen under
+		// load: an exit code checked, its one line of stderr not yet
+		// copied). A child that inherited the pipe may keep it open; it
+		// is not waited for beyond a bound.
+		select {
+		case <-p.stderrEOF:
+		case <-time.After(2 * time.Second):
+		}
 		close(p.done)
 	}()
 	p.tb.Cleanup(func() {
