@@ -152,7 +152,7 @@ func (ln *Listener) publish(first bool) (_ *serverRing, err error) {
 	if sr.ep, err = ring.NewServer(page.Bytes(), ln.layout, areas[0], areas[1], refs); err != nil {
 		return nil, err
 	}
-	perms := []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}, {Domain: ln.client, Access: xenstore.AccessRead}}
+	perms := ln.clientReadable()
 	ringRef := strconv.FormatUint(uint64(page.Refs()[0]), 10)
 	port := strconv.FormatUint(uint64(sr.ch.LocalPort()), 10)
 	err = xenstore.Update(ln.xs, func(tx xenstore.Ops) error {
@@ -219,8 +219,7 @@ func (ln *Listener) claim(tx xenstore.Ops) error {
 	if err := tx.Write(dir, nil); err != nil {
 		return err
 	}
-	dirPerms := []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}, {Domain: ln.client, Access: xenstore.AccessRead}}
-	if err := tx.SetPerms(dir, dirPerms); err != nil {
+	if err := tx.SetPerms(dir, ln.clientReadable()); err != nil {
 		return err
 	}
 	key := dir + "/" + ownerKey
@@ -228,6 +227,12 @@ func (ln *Listener) claim(tx xenstore.Ops) error {
 		return err
 	}
 	return tx.SetPerms(key, []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}})
+}
+
+// clientReadable is the permission of what the Listener publishes: owned
+// by its own domain, readable by the client domain only.
+func (ln *Listener) clientReadable() []xenstore.Perm {
+	return []xenstore.Perm{{Domain: ln.addr.Domain, Access: xenstore.AccessNone}, {Domain: ln.client, Access: xenstore.AccessRead}}
 }
 
 // withdraw removes the keys of a ring that is no longer free (accepted,

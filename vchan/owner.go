@@ -55,14 +55,12 @@ func ownerAlive(record []byte) bool {
 	if err1 != nil || err2 != nil || err3 != nil || pid <= 0 {
 		return false
 	}
-	if pid == os.Getpid() {
-		if own, _ := processStart(pid); own == start {
-			liveMu.Lock()
-			defer liveMu.Unlock()
-			return liveListener[seq]
-		}
-	}
 	got, err := processStart(pid)
+	if pid == os.Getpid() && got == start {
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		return liveListener[seq]
+	}
 	if err != nil {
 		return err != errNoSuchProcess // unknown: assume it lives
 	}
