@@ -273,13 +273,13 @@ func (c *Conn) spin(ready func() (int, error)) bool {
 	if d <= 0 {
 		return false
 	}
-	start := time.Now()
+	start := time.Since(monoBase)
 	for i := 1; ; i++ {
 		if n, err := ready(); n > 0 || err != nil {
 			return true
 		}
 		if i%64 == 0 {
-			if time.Since(start) >= d {
+			if time.Since(monoBase)-start >= d {
 				return false
 			}
 			// Let a peer goroutine of this process (the in-process
@@ -288,6 +288,12 @@ func (c *Conn) spin(ready func() (int, error)) bool {
 		}
 	}
 }
+
+// monoBase is the origin of spin's clock: time.Since of a time with a
+// monotonic reading reads only the monotonic clock, where time.Now reads the
+// wall clock too. Under Xen PV the clock has no vDSO and each read is a
+// system call (docs/PERFORMANCE.md).
+var monoBase = time.Now()
 
 // readyErr reports a closed connection, a sticky protocol error or an
 // expired deadline, in that order.

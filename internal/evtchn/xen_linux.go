@@ -20,6 +20,11 @@ package evtchn
 // (evtchn_interrupt). A handle with many ports would have to read until
 // EAGAIN before waiting: an event that lands while a read copies the ring
 // out gets no wake-up of its own (seen on real Xen with a shared handle).
+//
+// A wait first blocks in ppoll on the handle for a short window
+// (internal/blockwait), where a wake-up costs the ppoll, the read and the
+// unmask, as libxenvchan's blocking read and unmask do; only a channel that
+// stays quiet longer moves to the runtime poller.
 
 import (
 	"encoding/binary"
@@ -35,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vchan-go/vchan/internal/blockwait"
 	"github.com/vchan-go/vchan/internal/xendev"
 )
 
@@ -195,6 +201,8 @@ func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error
 		c.file.Close()
 		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
 	}
+	// Without an eventfd (no descriptor left) every wait uses the poller.
+	c.waiter, _ = blockwait.New()
 	// Ports start enabled, but libxenvchan unmasks once after binding;
 	// doing the same is harmless (docs/PROTOCOL.md §12). A failure here changes
 	// nothing, so it is not reported.
@@ -220,6 +228,7 @@ type channel struct {
 	fd        int      // the handle: ioctls while open (under mu)
 	file      *os.File // the same descriptor, in the runtime poller
 	raw       syscall.RawConn
+	waiter    *blockwait.Waiter // the first, blocking phase of Wait; nil if none
 	port      Port
 	portBytes [4]byte // the port as the driver reads and unmasks it
 
@@ -234,50 +243,36 @@ type channel struct {
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() Port { return c.port }
 
-// Wait blocks in the runtime poller until the port fires, then reads it
-// from the handle and writes it back to unmask it (docs/PROTOCOL.md §12).
+// Wait blocks until the port fires, then reads it from the handle and
+// writes it back to unmask it (docs/PROTOCOL.md §12): first in ppoll for up
+// to blockwait.Window, then in the runtime poller.
 func (c *channel) Wait(deadline time.Time) error {
 	if err := c.failed(); err != nil {
+		return err
+	}
+	if c.interrupted.Swap(false) {
+		c.clearWake()
+		return nil
+	}
+	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
 	if err := c.file.SetReadDeadline(deadline); err != nil {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	if c.interrupted.Swap(false) {
+		c.clearWake()
 		return nil
 	}
 	var ioErr error
 	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, err := c.sys.read(int(fd), c.buf[:])
-			switch {
-			case n >= 4:
-				ioErr = c.unmask(int(fd))
-				return true
-			case err == unix.EINTR:
-			case err == unix.EAGAIN:
-				return false // nothing pending: wait in the poller
-			case err == unix.EFBIG:
-				// The ring overflowed, which one port cannot do; survive
-				// it anyway: RESET clears the error, and the port, whose
-				// event was dropped, is unmasked and reported.
-				if _, err := c.sys.ioctl(int(fd), ioctlReset, nil); err != nil {
-					ioErr = c.fail(fmt.Errorf("evtchn: reset after overflow: %w", err))
-					return true
-				}
-				ioErr = c.unmask(int(fd))
-				return true
-			default:
-				if err == nil {
-					err = io.ErrUnexpectedEOF // the device never reads 0 bytes
-				}
-				ioErr = fmt.Errorf("evtchn: read port %d: %w", c.port, err)
-				return true
-			}
-		}
+		taken, err := c.take(int(fd))
+		ioErr = err
+		return taken // not taken: nothing pending, wait in the poller
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.interrupted.Swap(false) {
+			c.clearWake()
 			return nil
 		}
 		return os.ErrDeadlineExceeded
@@ -286,6 +281,76 @@ func (c *channel) Wait(deadline time.Time) error {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	return ioErr
+}
+
+// blockingWindow is blockwait.Window; a variable for the tests.
+var blockingWindow = blockwait.Window
+
+// waitBlocking is Wait's first phase: ppoll on the handle until an event,
+// an Interrupt, the deadline or the end of the window. It reports done
+// false when the wait must go on in the runtime poller: the window (or the
+// deadline, which the poller then reports) passed, or the process has its
+// share of blocking waits already.
+func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
+	if c.waiter == nil || !blockwait.Acquire() {
+		return false, nil
+	}
+	defer blockwait.Release()
+	window := blockingWindow
+	if !deadline.IsZero() {
+		if window = min(window, time.Until(deadline)); window <= 0 {
+			return false, nil
+		}
+	}
+	res, err := c.waiter.Wait(c.fd, window)
+	switch {
+	case err != nil || res == blockwait.Timeout:
+		return false, nil
+	case res == blockwait.Woken:
+		c.interrupted.Store(false)
+		return true, nil
+	}
+	// Readable. Not taken means another reader of the handle won the race,
+	// which Wait's single caller rules out: a spurious wake-up, harmless.
+	_, err = c.take(c.fd)
+	return true, err
+}
+
+// clearWake forgets the Interrupt that Wait has just reported, so that the
+// next Wait's blocking phase does not report it again.
+func (c *channel) clearWake() {
+	if c.waiter != nil {
+		c.waiter.Clear()
+	}
+}
+
+// take reads a pending port from the handle and unmasks it. It reports
+// taken false when nothing is pending (EAGAIN); any error is final for this
+// Wait.
+func (c *channel) take(fd int) (taken bool, err error) {
+	for {
+		n, err := c.sys.read(fd, c.buf[:])
+		switch {
+		case n >= 4:
+			return true, c.unmask(fd)
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false, nil
+		case err == unix.EFBIG:
+			// The ring overflowed, which one port cannot do; survive it
+			// anyway: RESET clears the error, and the port, whose event
+			// was dropped, is unmasked and reported.
+			if _, err := c.sys.ioctl(fd, ioctlReset, nil); err != nil {
+				return true, c.fail(fmt.Errorf("evtchn: reset after overflow: %w", err))
+			}
+			return true, c.unmask(fd)
+		default:
+			if err == nil {
+				err = io.ErrUnexpectedEOF // the device never reads 0 bytes
+			}
+			return true, fmt.Errorf("evtchn: read port %d: %w", c.port, err)
+		}
+	}
 }
 
 // unmask writes the port back to the handle. A port left masked never fires
@@ -319,6 +384,9 @@ func (c *channel) failed() error {
 // Interrupt ends the current Wait, or makes the next one return at once.
 func (c *channel) Interrupt() {
 	c.interrupted.Store(true)
+	if c.waiter != nil {
+		c.waiter.Wake()
+	}
 	_ = c.file.SetReadDeadline(aLongTimeAgo) // fails only once closed
 }
 
@@ -348,6 +416,9 @@ func (c *channel) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
+	if c.waiter != nil {
+		c.waiter.Close()
+	}
 	if err := c.file.Close(); err != nil {
 		return fmt.Errorf("evtchn: close the handle of port %d: %w", c.port, err)
 	}

@@ -186,16 +186,22 @@ func expectNoEvent(t *testing.T, c Channel) {
 // Wait.
 func waitParked(t *testing.T) {
 	t.Helper()
+	waitForGoroutine(t, "Wait did not park in the runtime poller", "(*channel).Wait", "runtime_pollWait")
+}
+
+// waitForGoroutine waits until some goroutine's stack holds both frames.
+func waitForGoroutine(t *testing.T, failure, frame1, frame2 string) {
+	t.Helper()
 	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "(*channel).Wait") && strings.Contains(g, "runtime_pollWait") {
+			if strings.Contains(g, frame1) && strings.Contains(g, frame2) {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("Wait did not park in the runtime poller")
+			t.Fatal(failure)
 		}
 	}
 }
@@ -247,17 +253,7 @@ func TestChannel(t *testing.T) {
 	expectUnmasked(t, p2, 11)
 
 	// Interrupt ends a parked Wait, and one made before Wait ends the next.
-	go func() { done <- c2.Wait(time.Time{}) }()
-	waitParked(t)
-	c2.Interrupt()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("interrupted Wait = %v, want nil", err)
-		}
-	case <-time.After(waitLimit):
-		t.Fatal("Interrupt did not end Wait")
-	}
+	expectInterruptEndsWait(t, c2, waitParked)
 	c2.Interrupt()
 	if err := c2.Wait(time.Now().Add(waitLimit)); err != nil {
 		t.Fatalf("Wait after Interrupt = %v, want nil at once", err)
@@ -449,4 +445,68 @@ func TestRealDevice(t *testing.T) {
 		}
 		expectEvent(t, a)
 	}
+}
+
+// expectInterruptEndsWait starts a Wait, lets blocked see it block, and
+// checks that Interrupt ends it with nil.
+func expectInterruptEndsWait(t *testing.T, c Channel, blocked func(*testing.T)) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait(time.Time{}) }()
+	blocked(t)
+	c.Interrupt()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("interrupted Wait = %v, want nil", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Interrupt did not end Wait")
+	}
+}
+
+// waitInPpoll waits until a goroutine is blocked in Wait's first phase.
+func waitInPpoll(t *testing.T) {
+	t.Helper()
+	waitForGoroutine(t, "Wait did not block in ppoll", "(*channel).waitBlocking", "Ppoll")
+}
+
+// TestBlockingPhase: within the window, Wait blocks in ppoll, and an event
+// costs one read (no read that fails with EAGAIN first, as the runtime
+// poller's path makes); Interrupt and the deadline end that phase too.
+func TestBlockingPhase(t *testing.T) {
+	defer func(w time.Duration) { blockingWindow = w }(blockingWindow)
+	blockingWindow = time.Hour
+	fake, d := newFake(t)
+	c, err := d.BindUnbound(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := fake.peer(c)
+	expectUnmasked(t, p, 10) // the unmask after binding
+
+	done := make(chan error, 1)
+	reads := fake.reads.Load()
+	go func() { done <- c.Wait(time.Time{}) }()
+	waitInPpoll(t)
+	send(t, p, 10)
+	if err := <-done; err != nil {
+		t.Fatalf("Wait = %v", err)
+	}
+	if got := fake.reads.Load() - reads; got != 1 {
+		t.Errorf("%d reads for an event that came during ppoll, want 1", got)
+	}
+	expectUnmasked(t, p, 10)
+
+	expectInterruptEndsWait(t, c, waitInPpoll)
+
+	start := time.Now()
+	if err := c.Wait(start.Add(20 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait past its deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > waitLimit {
+		t.Fatalf("Wait with a 20 ms deadline returned after %v", waited)
+	}
+	expectNoEvent(t, c) // the Interrupt was used up, no event is pending
 }

@@ -5,11 +5,16 @@ package simclient
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/blockwait"
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
@@ -72,6 +77,14 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 	}
 	c := &channel{d: d, own: own, port: port,
 		notifyReq: simproto.Msg(nil).U32(simproto.OpNotifyAsync, uint32(port))}
+	// The blocking phase of Wait; without it (no descriptor left for the
+	// eventfd) every wait uses the poller.
+	if raw, err := own.ev.SyscallConn(); err == nil {
+		if c.waiter, err = blockwait.New(); err == nil {
+			c.raw = raw
+			c.blockStep = c.waitInPpoll
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || d.lost != nil {
@@ -110,6 +123,16 @@ type channel struct {
 	interrupted atomic.Bool // see Interrupt
 	buf         [64]byte    // for Wait, which one goroutine at a time calls
 
+	// The blocking phase of Wait (internal/blockwait) runs blockStep on the
+	// event socket's descriptor; the step's input and results are fields,
+	// so that the method value is made once and no Wait allocates.
+	waiter    *blockwait.Waiter // nil: every wait uses the poller
+	raw       syscall.RawConn
+	blockStep func(fd uintptr)
+	window    time.Duration
+	stepRes   blockwait.Result
+	stepErr   error
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -119,9 +142,17 @@ func (c *channel) LocalPort() evtchn.Port { return c.port }
 
 // Wait blocks until the port's event arrives on the channel's own event
 // socket (it then writes the port back to unmask it, as to
-// /dev/xen/evtchn), Interrupt is called, or the deadline passes.
+// /dev/xen/evtchn), Interrupt is called, or the deadline passes: first in
+// ppoll for up to blockwait.Window, then in the runtime poller.
 func (c *channel) Wait(deadline time.Time) error {
 	if err := c.lostErr(); err != nil {
+		return err
+	}
+	if c.interrupted.Swap(false) {
+		c.clearWake()
+		return c.lostErr()
+	}
+	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
 	ev := c.own.ev
@@ -129,6 +160,7 @@ func (c *channel) Wait(deadline time.Time) error {
 		return c.failed(err)
 	}
 	if c.interrupted.Swap(false) {
+		c.clearWake()
 		return c.lostErr()
 	}
 	n, err := ev.Read(c.buf[:])
@@ -143,6 +175,7 @@ func (c *channel) Wait(deadline time.Time) error {
 			// Interrupt, or the loss of the daemon, which sets the
 			// error before it interrupts every channel: report it,
 			// so a waiter never takes the loss for an event.
+			c.clearWake()
 			return c.lostErr()
 		}
 		return os.ErrDeadlineExceeded
@@ -153,9 +186,81 @@ func (c *channel) Wait(deadline time.Time) error {
 	return c.failed(err) // n == 0: EOF, the daemon is gone
 }
 
+// blockingWindow is blockwait.Window; a variable for the tests.
+var blockingWindow = blockwait.Window
+
+// waitBlocking is Wait's first phase: ppoll on the event socket until an
+// event, an Interrupt, the deadline or the end of the window. It reports
+// done false when the wait must go on in the runtime poller.
+func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
+	if c.waiter == nil || !blockwait.Acquire() {
+		return false, nil
+	}
+	defer blockwait.Release()
+	c.window = blockingWindow
+	if !deadline.IsZero() {
+		if c.window = min(c.window, time.Until(deadline)); c.window <= 0 {
+			return false, nil
+		}
+	}
+	// Control holds the socket open while the step runs, even if the
+	// daemon's loss closes it meanwhile (that loss also wakes the waiter).
+	if err := c.raw.Control(c.blockStep); err != nil {
+		return false, nil // closed: the poller's path reports why
+	}
+	switch c.stepRes {
+	case blockwait.Timeout:
+		return false, nil
+	case blockwait.Woken:
+		c.interrupted.Store(false)
+		return true, c.lostErr()
+	}
+	if c.stepErr != nil {
+		return true, c.failed(c.stepErr)
+	}
+	return true, nil
+}
+
+// waitInPpoll is the blocking step: it waits, then reads the event and
+// writes the port back to unmask it.
+func (c *channel) waitInPpoll(fd uintptr) {
+	c.stepRes, c.stepErr = c.waiter.Wait(int(fd), c.window)
+	if c.stepErr != nil {
+		c.stepRes = blockwait.Timeout
+		return
+	}
+	if c.stepRes != blockwait.Readable {
+		return
+	}
+	n, err := unix.Read(int(fd), c.buf[:])
+	switch {
+	case n >= 4:
+		_, c.stepErr = unix.Write(int(fd), c.buf[:n&^3])
+	case err == unix.EAGAIN || err == unix.EINTR:
+		// Nothing after all: a spurious wake-up, harmless.
+	case n > 0:
+		// A partial port: the daemon never sends one.
+	case err == nil:
+		c.stepErr = io.EOF // the daemon is gone
+	default:
+		c.stepErr = err
+	}
+}
+
+// clearWake forgets the Interrupt that Wait has just reported, so that the
+// next Wait's blocking phase does not report it again.
+func (c *channel) clearWake() {
+	if c.waiter != nil {
+		c.waiter.Clear()
+	}
+}
+
 // Interrupt ends the current Wait, or makes the next one return at once.
 func (c *channel) Interrupt() {
 	c.interrupted.Store(true)
+	if c.waiter != nil {
+		c.waiter.Wake()
+	}
 	c.own.ev.SetReadDeadline(aLongTimeAgo)
 }
 
@@ -217,6 +322,9 @@ func (c *channel) Close() error {
 	d.mu.Unlock()
 	_, _, err := c.own.call("unbind", simproto.Msg(nil).U32(simproto.OpUnbind, uint32(c.port)))
 	c.own.Close()
+	if c.waiter != nil {
+		c.waiter.Close()
+	}
 	return err
 }
 

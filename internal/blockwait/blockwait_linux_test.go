@@ -1,0 +1,97 @@
+//go:build linux
+
+package blockwait
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func pipe(t *testing.T) (r, w int) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p[0], p[1]
+}
+
+func newWaiter(t *testing.T) *Waiter {
+	t.Helper()
+	w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func expect(t *testing.T, what string, got Result, err error, want Result) {
+	t.Helper()
+	if err != nil || got != want {
+		t.Fatalf("%s: Wait = %v, %v; want %v", what, got, err, want)
+	}
+}
+
+func TestWait(t *testing.T) {
+	r, wfd := pipe(t)
+	w := newWaiter(t)
+
+	res, err := w.Wait(r, time.Millisecond)
+	expect(t, "nothing to read", res, err, Timeout)
+
+	unix.Write(wfd, []byte{1})
+	res, err = w.Wait(r, time.Hour)
+	expect(t, "data waiting", res, err, Readable)
+
+	r2, _ := pipe(t)
+	w.Wake()
+	res, err = w.Wait(r2, time.Hour)
+	expect(t, "Wake before Wait", res, err, Woken)
+	res, err = w.Wait(r2, time.Millisecond)
+	expect(t, "after the Wake was reported", res, err, Timeout)
+
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := w.Wait(r2, time.Hour)
+		done <- res
+	}()
+	time.Sleep(10 * time.Millisecond) // usually blocked in ppoll by now; either order must work
+	w.Wake()
+	select {
+	case res := <-done:
+		if res != Woken {
+			t.Fatalf("Wake during Wait: %v, want Woken", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wake did not end a blocked Wait")
+	}
+
+	w.Wake()
+	w.Clear()
+	res, err = w.Wait(r2, time.Millisecond)
+	expect(t, "after Clear", res, err, Timeout)
+}
+
+func TestAcquireBounded(t *testing.T) {
+	n := 0
+	for Acquire() {
+		n++
+		if n > 1000 {
+			t.Fatal("Acquire never refuses")
+		}
+	}
+	if int64(n) != limit {
+		t.Errorf("Acquire granted %d, want the limit %d", n, limit)
+	}
+	for range n {
+		Release()
+	}
+	if !Acquire() {
+		t.Fatal("Acquire refused after every reservation was released")
+	}
+	Release()
+}
