@@ -158,21 +158,37 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		echo "throughput (TCG-emulated machine: compare ratios only)"
 		echo "(data: the receiver's own timing of the bytes after its first read; wall: the whole transfer,"
 		echo " which includes about 1 s of process start-up, connection and checksums)"
+		echo "(medians of the rounds; the data MB/s of each round in brackets)"
 		awk '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
-			key = $3 " ring " $4; wall[$2 "|" key] = $5 / $6 / 1000; keys[key] = 1
+			key = $3 " ring " $4; k = $2 "|" key; keys[key] = 1
+			nw[k]++; wall[k, nw[k]] = $5 / $6 / 1000
 			d = $7; sub(/x$/, "", d)
-			if (split(d, f, ":") >= 2 && f[1] > 0) { data[$2 "|" key] = f[2] * 1000 / f[1]; reads[$2 "|" key] = f[3] } }
+			if (split(d, f, ":") >= 2 && f[1] > 0) { nd[k]++; data[k, nd[k]] = f[2] * 1000 / f[1]; reads[k, nd[k]] = f[3] } }
+			function median(arr, k, m,   i, j, t, a) {
+				for (i = 1; i <= m; i++) a[i] = arr[k, i]
+				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+				return m == 0 ? 0 : m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+			}
+			function rounds(k,   i, s) {
+				for (i = 1; i <= nd[k]; i++) s = s (i > 1 ? " " : "") sprintf("%.1f", data[k, i])
+				return s
+			}
 			function ratio(a, b) { return (a && b) ? sprintf("%.2f", a / b) : "-" }
 			END {
-				printf "  %-26s %-12s %10s %6s %10s %6s %7s\n", "direction", "peers", "data MB/s", "vs C", "wall MB/s", "vs C", "reads"
+				printf "  %-26s %-12s %10s %6s %10s %6s %7s  %s\n", "direction", "peers", "data MB/s", "vs C", "wall MB/s", "vs C", "reads", "rounds"
 				n = split("go go-nospin ref", impl, " ")
 				split("Go|Go, no spin|C", label, "|")
-				for (k in keys)
-					for (i = 1; i <= n; i++)
-						if (wall[impl[i] "|" k])
-							printf "  %-26s %-12s %10.2f %6s %10.2f %6s %7s\n", k, label[i],
-								data[impl[i] "|" k], ratio(data[impl[i] "|" k], data["ref|" k]),
-								wall[impl[i] "|" k], ratio(wall[impl[i] "|" k], wall["ref|" k]), reads[impl[i] "|" k]
+				for (key in keys) {
+					c = "ref|" key
+					for (i = 1; i <= n; i++) {
+						k = impl[i] "|" key
+						if (nw[k])
+							printf "  %-26s %-12s %10.2f %6s %10.2f %6s %7s  [%s]\n", key, label[i],
+								median(data, k, nd[k]), ratio(median(data, k, nd[k]), median(data, c, nd[c])),
+								median(wall, k, nw[k]), ratio(median(wall, k, nw[k]), median(wall, c, nw[c])),
+								median(reads, k, nd[k]), rounds(k)
+					}
+				}
 			}' "$logs/console-full.log" | sort -s -k1,3
 		awk '/^XENLAB-COPY/ { printf "  memory copy in 16 KiB chunks, %s: %s MB/s\n", $2 == "ref" ? "C memcpy" : "Go copy", $4 }' "$logs/console-full.log"
 	fi

@@ -300,21 +300,7 @@ func checkNodesGone(t *testing.T, self uint16) {
 // $VCHAN_HOST=sim:N runs it on the cross-process simulator instead, with
 // the relay as another simulated domain.
 func TestConnAcrossDomains(t *testing.T) {
-	peerEnv := os.Getenv("VCHAN_TEST_PEER_DOMID")
-	if peerEnv == "" {
-		t.Skip("needs VCHAN_TEST_PEER_DOMID and a relay in that domain; xenlab/run.sh sets both up")
-	}
-	if os.Getenv(vchan.HostEnv) == "" {
-		needXen(t)
-	}
-	var peer uint16
-	if _, err := fmt.Sscan(peerEnv, &peer); err != nil {
-		t.Fatalf("VCHAN_TEST_PEER_DOMID=%q: %v", peerEnv, err)
-	}
-	host, err := vchan.DefaultHost()
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, peer := peerHost(t, "needs VCHAN_TEST_PEER_DOMID and a relay in that domain; xenlab/run.sh sets both up")
 	self, err := host.DomainID()
 	if err != nil {
 		t.Fatal(err)
