@@ -387,7 +387,15 @@ func (c *Conn) poll(mine chan struct{}, d *deadline) error {
 	if isClosed(c.closed) {
 		return net.ErrClosed
 	}
-	return c.ch.Wait(d.when())
+	err := c.ch.Wait(d.when())
+	if errors.Is(err, evtchn.ErrPeerGone) {
+		// Xen says the peer's end of the channel is gone: its domain was
+		// destroyed (nothing else unbinds it without first clearing the
+		// live byte, which the caller checks first).
+		c.peerDomainGone()
+		return nil
+	}
+	return err
 }
 
 func (c *Conn) opErr(op string, err error) error {

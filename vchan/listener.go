@@ -294,7 +294,15 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		sr := ln.pending
 		switch live := sr.ep.PeerLive(); live {
 		case ring.LiveWaiting:
-			if err := ln.waitConnect(sr.ch); err != nil {
+			err := ln.waitConnect(sr.ch)
+			if errors.Is(err, evtchn.ErrPeerGone) {
+				// A client bound this ring's port, and its domain was
+				// destroyed before it connected: publish a fresh ring.
+				sr.teardown()
+				ln.pending = nil
+				continue
+			}
+			if err != nil {
 				return nil, opError("accept", nil, ln.addr, err)
 			}
 			continue

@@ -19,10 +19,11 @@ import (
 //
 // Only ENOENT proves a domain gone. A survivor that may read the peer's home
 // (dom0, the usual vchan endpoint, or any domain granted read access) gets
-// it; an unprivileged domain gets EACCES whether the peer exists or not, and
-// Xen gives it no other way to ask (XS_IS_DOMAIN_INTRODUCED is privileged
-// since XSA-115). Between two domUs, a destroyed peer is therefore noticed
-// only through deadlines.
+// it; an unprivileged domain gets EACCES whether the peer exists or not
+// (XS_IS_DOMAIN_INTRODUCED is privileged too). Such a domain learns it from
+// Xen instead: a blocked wait asks, once a second, whether its event
+// channel port is still connected (internal/evtchn's ErrPeerGone, where
+// the kernel lets a domU make that hypercall; Conn.poll).
 
 // peerWatch watches @releaseDomain for the connections of one Host while any
 // is open: one goroutine per Host, stopped when its last connection closes.

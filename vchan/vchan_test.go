@@ -395,18 +395,21 @@ func TestXenstoreLifecycle(t *testing.T) {
 }
 
 // TestPeerDomainDestroyed: when the peer's domain is destroyed, no unmap
-// notification comes (its kernel is gone); @releaseDomain does, and dom0 can
-// see the peer's home is gone. Blocked and
-// later operations fail promptly with ECONNRESET, after what the peer wrote
-// before dying has been read. Both roles.
+// notification comes (its kernel is gone). A dom0 survivor learns it from
+// @releaseDomain and the peer's home being gone; a domU survivor, which may
+// not read the peer's home, from the event channel's status (evtchn's
+// ErrPeerGone). Blocked and later operations fail promptly with
+// ECONNRESET, after what the peer wrote before dying has been read. Both
+// roles.
 func TestPeerDomainDestroyed(t *testing.T) {
-	for _, victimIsClient := range []bool{true, false} {
-		// The survivor is dom0, which may read every domain's home; between
-		// two domUs, xenstore cannot tell (see peerwatch.go).
-		sim, srv, cli := connPairDoms(t, 0, 3, 1, 1)
+	for _, tc := range []struct {
+		survivorDom    uint16
+		victimIsClient bool
+	}{{0, true}, {0, false}, {1, true}, {1, false}} {
+		sim, srv, cli := connPairDoms(t, tc.survivorDom, 3, 1, 1)
 		survivor, victim, victimDom := srv, cli, uint16(3)
-		if !victimIsClient {
-			sim, srv, cli = connPairDoms(t, 2, 0, 1, 1)
+		if !tc.victimIsClient {
+			sim, srv, cli = connPairDoms(t, 2, tc.survivorDom, 1, 1)
 			survivor, victim, victimDom = cli, srv, 2
 		}
 		victim.Write([]byte("last words"))

@@ -38,7 +38,10 @@ type Channel interface {
 	// or the channel fails: the port can no longer fire (a failed unmask),
 	// it was closed, or the transport that carries its events is gone (the
 	// cross-process simulator's daemon). A failure is reported, never
-	// taken for an event. Spurious returns of nil are allowed.
+	// taken for an event. Spurious returns of nil are allowed. Where the
+	// device can ask Xen, a long Wait also checks that the remote end is
+	// still bound, and fails with ErrPeerGone once a connected port is
+	// not.
 	Wait(deadline time.Time) error
 	// Interrupt makes the current Wait return at once, or, if none is
 	// blocked, the next one.
@@ -64,6 +67,11 @@ type Device interface {
 // ErrNotBindable reports a BindInterdomain to a port that does not exist, is
 // not unbound, or was not offered to this domain.
 var ErrNotBindable = errors.New("event channel port not bindable")
+
+// ErrPeerGone reports that the remote end of a connected channel is no
+// longer bound: the peer's domain is gone (or the peer unbound the port
+// without the close the vchan protocol prescribes).
+var ErrPeerGone = errors.New("event channel: the remote end is no longer bound")
 
 // ErrClosed reports use of a closed channel or device.
 var ErrClosed = errors.New("event channel closed")

@@ -88,15 +88,16 @@ type notifyArg struct {
 }
 
 // sysCalls are the device operations that tests replace: opening a handle,
-// the ioctls and the reads. Writes (the unmasks) and the poller work on any
-// descriptor.
+// the ioctls, the reads and the port status query. Writes (the unmasks)
+// and the poller work on any descriptor.
 type sysCalls struct {
-	open  func() (int, error)
-	ioctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
-	read  func(fd int, p []byte) (int, error)
+	open       func() (int, error)
+	ioctl      func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
+	read       func(fd int, p []byte) (int, error)
+	portStatus func(port Port) (interdomain bool, err error)
 }
 
-var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, read: unix.Read}
+var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, read: unix.Read, portStatus: realPortStatus}
 
 // openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
 // non-blocking, so that it joins the runtime poller (docs/PROTOCOL.md §12).
@@ -195,7 +196,8 @@ func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error
 		unix.Close(fd)
 		return nil, explain(err)
 	}
-	c := &channel{sys: d.sys, fd: fd, port: Port(port), file: os.NewFile(uintptr(fd), devPath)}
+	c := &channel{sys: d.sys, fd: fd, port: Port(port), file: os.NewFile(uintptr(fd), devPath),
+		seenBound: req == ioctlBindInterdomain}
 	binary.NativeEndian.PutUint32(c.portBytes[:], uint32(port))
 	if c.raw, err = c.file.SyscallConn(); err != nil {
 		c.file.Close()
@@ -236,6 +238,10 @@ type channel struct {
 	failure     atomic.Pointer[error] // a failed unmask, sticky
 	buf         [64]byte              // for Wait, one goroutine at a time
 
+	// Wait's peer checks (see checkPeer), by the one goroutine in Wait.
+	seenBound bool // the port has been connected to a remote port
+	noStatus  bool // Xen cannot be asked: no more checks
+
 	mu     sync.RWMutex // Notify holds it shared, Close exclusively
 	closed bool
 }
@@ -257,7 +263,16 @@ func (c *channel) Wait(deadline time.Time) error {
 	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
-	if err := c.file.SetReadDeadline(deadline); err != nil {
+	// A long wait also asks Xen, every statusInterval, whether the remote
+	// end is still bound: nothing else wakes a domU whose peer domain
+	// was destroyed.
+	pollDeadline, ownCheck := deadline, false
+	if !c.noStatus {
+		if at := time.Now().Add(statusInterval); deadline.IsZero() || at.Before(deadline) {
+			pollDeadline, ownCheck = at, true
+		}
+	}
+	if err := c.file.SetReadDeadline(pollDeadline); err != nil {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	if c.interrupted.Swap(false) {
@@ -275,12 +290,36 @@ func (c *channel) Wait(deadline time.Time) error {
 			c.clearWake()
 			return nil
 		}
+		if ownCheck && (deadline.IsZero() || time.Now().Before(deadline)) {
+			return c.checkPeer() // the check's time, not the caller's deadline
+		}
 		return os.ErrDeadlineExceeded
 	}
 	if err != nil {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	return ioErr
+}
+
+// statusInterval is how often a blocked Wait asks Xen whether the remote
+// end is still bound; a variable for the tests.
+var statusInterval = time.Second
+
+// checkPeer asks Xen whether the port is still connected. A port that was
+// connected and is no longer is ErrPeerGone. Otherwise it returns nil, a
+// spurious wake-up: the caller re-checks its state and waits again. If Xen
+// cannot be asked, the channel stops asking.
+func (c *channel) checkPeer() error {
+	bound, err := c.sys.portStatus(c.port)
+	switch {
+	case err != nil:
+		c.noStatus = true
+	case bound:
+		c.seenBound = true
+	case c.seenBound:
+		return fmt.Errorf("evtchn: port %d: %w", c.port, ErrPeerGone)
+	}
+	return nil
 }
 
 // blockingWindow is blockwait.Window; a variable for the tests.

@@ -42,6 +42,9 @@ type fakeDev struct {
 	opened    []int        // the test's ends of every handle opened
 	efbig     atomic.Int32 // reads left to fail with EFBIG
 	reads     atomic.Int32 // reads made, failed ones included
+	// What EVTCHNOP_status answers: 0 interdomain, 1 unbound, 2 refused.
+	status  atomic.Int32
+	queries atomic.Int32
 }
 
 func newFake(t *testing.T) (*fakeDev, Device) {
@@ -53,7 +56,20 @@ func newFake(t *testing.T) (*fakeDev, Device) {
 	return f, d
 }
 
-func (f *fakeDev) sys() sysCalls { return sysCalls{open: f.open, ioctl: f.ioctl, read: f.read} }
+func (f *fakeDev) sys() sysCalls {
+	return sysCalls{open: f.open, ioctl: f.ioctl, read: f.read, portStatus: f.portStatus}
+}
+
+func (f *fakeDev) portStatus(Port) (bool, error) {
+	f.queries.Add(1)
+	switch f.status.Load() {
+	case 0:
+		return true, nil
+	case 1:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: refused", errStatusUnavailable)
+}
 
 func (f *fakeDev) open() (int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -509,4 +525,68 @@ func TestBlockingPhase(t *testing.T) {
 		t.Fatalf("Wait with a 20 ms deadline returned after %v", waited)
 	}
 	expectNoEvent(t, c) // the Interrupt was used up, no event is pending
+}
+
+// TestPeerGone: a blocked Wait asks Xen every statusInterval whether the
+// port is still connected. A connected port that becomes unbound (the peer's
+// domain was destroyed) ends the Wait with ErrPeerGone; a port never
+// connected yet (a server waiting for its client) does not; and where Xen
+// cannot be asked, Wait stops asking and keeps waiting.
+func TestPeerGone(t *testing.T) {
+	defer func(w, i time.Duration) { blockingWindow, statusInterval = w, i }(blockingWindow, statusInterval)
+	blockingWindow, statusInterval = time.Millisecond, 20*time.Millisecond
+	fake, d := newFake(t)
+
+	c, err := d.BindInterdomain(5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if err := c.Wait(time.Time{}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for fake.queries.Load() < 2 { // checked and still connected
+		time.Sleep(time.Millisecond)
+	}
+	fake.status.Store(1) // the peer's domain is destroyed
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("Wait after the remote end went = %v, want ErrPeerGone", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Wait did not notice the remote end going")
+	}
+
+	// A server's port, not connected yet: unbound is its normal state.
+	srv, err := d.BindUnbound(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	q := fake.queries.Load()
+	for fake.queries.Load() < q+3 {
+		if err := srv.Wait(time.Now().Add(waitLimit)); err != nil {
+			t.Fatalf("Wait on a port not yet connected = %v, want spurious nil returns", err)
+		}
+	}
+
+	// Xen refuses: the channel stops asking and waits for its deadline.
+	fake.status.Store(2)
+	q = fake.queries.Load()
+	if err := srv.Wait(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatalf("Wait when the query is refused = %v, want one spurious nil", err)
+	}
+	if err := srv.Wait(time.Now().Add(200 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait after the refusal = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if got := fake.queries.Load() - q; got != 1 {
+		t.Errorf("%d queries after a refusal, want 1", got)
+	}
 }

@@ -3,33 +3,11 @@
 package ring
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"unsafe"
 
 	"github.com/vchan-go/vchan/internal/xenlayout"
 )
-
-// interopInclude returns the include directory of Debian's libxen-dev as
-// scripts/interop-deps.sh unpacks it ($VCHAN_INTEROP_CACHE, default
-// <repo>/.cache/interop, as interop/env_test.go finds it), and skips the
-// test when libxenvchan.h is not there.
-func interopInclude(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("VCHAN_INTEROP_CACHE")
-	if cache == "" {
-		cache = filepath.Join("..", "..", ".cache", "interop")
-	}
-	inc, err := filepath.Abs(filepath.Join(cache, "root", "usr", "include"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(inc, "libxenvchan.h")); err != nil {
-		t.Skipf("Xen's libxenvchan.h is not unpacked in %s: run scripts/interop-deps.sh to fetch it (Debian's libxen-dev)", inc)
-	}
-	return inc
-}
 
 // TestLayoutMatchesLibxenvchan proves the shared-page offsets of layout.go
 // (docs/PROTOCOL.md §1.1, §1.2) and the notify bits (§4) against struct
@@ -39,12 +17,7 @@ func interopInclude(t *testing.T) string {
 // package's include directory ahead of the system's so that all of them
 // come from libxen-dev.
 func TestLayoutMatchesLibxenvchan(t *testing.T) {
-	inc := interopInclude(t)
-	cpath := inc
-	if old := os.Getenv("CPATH"); old != "" {
-		cpath += string(os.PathListSeparator) + old
-	}
-	t.Setenv("CPATH", cpath)
+	xenlayout.UseInteropHeaders(t, "libxenvchan.h")
 
 	off := func(field string) string { return "offsetof(struct vchan_interface, " + field + ")" }
 	size := func(field string) string { return "sizeof(((struct vchan_interface *)0)->" + field + ")" }

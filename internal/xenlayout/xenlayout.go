@@ -51,7 +51,35 @@ type Check struct {
 const InstallHint = "run the repository's install script; it must install gcc and " +
 	"linux-libc-dev (apt-get install gcc linux-libc-dev), which provides /usr/include/xen"
 
-// Compare builds a C program including headers (such as "xen/gntdev.h"),
+// UseInteropHeaders puts the include directory of Debian's libxen-dev, as
+// scripts/interop-deps.sh unpacks it ($VCHAN_INTEROP_CACHE, default
+// <repo>/.cache/interop, seen from a package two levels down), ahead of the
+// system's in CPATH for the rest of the test, so that the Xen headers come
+// from that package. It skips the test when marker (a header file) is not
+// there.
+func UseInteropHeaders(t *testing.T, marker string) {
+	t.Helper()
+	cache := os.Getenv("VCHAN_INTEROP_CACHE")
+	if cache == "" {
+		cache = filepath.Join("..", "..", ".cache", "interop")
+	}
+	inc, err := filepath.Abs(filepath.Join(cache, "root", "usr", "include"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(inc, marker)); err != nil {
+		t.Skipf("Xen's %s is not unpacked in %s: run scripts/interop-deps.sh to fetch it (Debian's libxen-dev)", marker, inc)
+	}
+	cpath := inc
+	if old := os.Getenv("CPATH"); old != "" {
+		cpath += string(os.PathListSeparator) + old
+	}
+	t.Setenv("CPATH", cpath)
+}
+
+// Compare builds a C program including headers (such as "xen/gntdev.h";
+// an entry that starts with "#" is a directive written as it is, such as a
+// #define that the headers read),
 // evaluates every check's C expression and reports each mismatch with
 // t.Errorf. If gcc or a header is missing, the test fails when the CI
 // environment variable is set and is skipped otherwise.
@@ -67,6 +95,10 @@ func Compare(t testing.TB, headers []string, checks []Check) {
 	var inc strings.Builder
 	inc.WriteString(Prelude)
 	for _, h := range headers {
+		if strings.HasPrefix(h, "#") {
+			inc.WriteString(h + "\n") // a directive, such as a #define the headers read
+			continue
+		}
 		fmt.Fprintf(&inc, "#include <%s>\n", h)
 	}
 

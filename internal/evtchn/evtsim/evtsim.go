@@ -78,6 +78,12 @@ type port struct {
 	// unbound; for a connected port, the peer's domain.
 	remote uint16
 
+	// peerDied is set when the peer's domain was destroyed while
+	// connected: Wait then fails with evtchn.ErrPeerGone, as the real
+	// device's check of the port's status does (the simulator tells at
+	// once, where Xen is asked once a second).
+	peerDied bool
+
 	// closed is set by Channel.Close: the handle is unusable from then on.
 	closed bool
 	// holds counts PortRefs (Linux evtchn_get references taken by the
@@ -146,6 +152,10 @@ func (s *Switch) CloseDomain(domid uint16) {
 	d.dead = true
 	for _, p := range d.ports {
 		p.closed = true
+		if q := p.peer; q != nil {
+			q.peerDied = true
+			q.Interrupt()
+		}
 		s.unbindLocked(p)
 		p.Interrupt() // a waiter of the dead domain fails
 	}
@@ -258,6 +268,7 @@ func (dv *device) BindInterdomain(remote uint16, remotePort evtchn.Port) (evtchn
 	}
 	lp := s.bindLocked(dv.dom, remote)
 	lp.peer = rp
+	rp.peerDied = false // connected again, to a new domain
 	rp.peer = lp
 	return lp, nil
 }
@@ -328,13 +339,17 @@ func (p *port) Wait(deadline time.Time) error {
 	}
 }
 
-// usable returns the error of a closed channel or a dead domain, or nil.
+// usable returns the error of a closed channel or a dead domain, then
+// evtchn.ErrPeerGone for a port whose peer's domain died, or nil.
 func (p *port) usable(op string) error {
 	s := p.sw
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.closed || p.removed {
 		return p.closedError(op)
+	}
+	if p.peerDied {
+		return fmt.Errorf("port %d of domain %d: %w", p.num, p.dom.id, evtchn.ErrPeerGone)
 	}
 	return nil
 }

@@ -342,6 +342,11 @@ func TestCloseDomain(t *testing.T) {
 	if err := a.Notify(); err != nil {
 		t.Errorf("notify to dead peer: %v, want nil", err)
 	}
+	// The survivor's Wait reports the peer gone, as the real device's
+	// status check does, until its port is connected again.
+	if err := a.Wait(time.Time{}); !errors.Is(err, evtchn.ErrPeerGone) {
+		t.Errorf("Wait of the dead domain's peer = %v, want ErrPeerGone", err)
+	}
 	if err := b.Notify(); !errors.Is(err, evtchn.ErrClosed) {
 		t.Errorf("notify from dead domain: %v, want ErrClosed", err)
 	}
