@@ -148,7 +148,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		"$(item_status e)" "e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup" \
 		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU" \
 		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
-		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU"
+		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU" \
+		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other"
 	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
 	echo "results:"

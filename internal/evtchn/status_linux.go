@@ -82,6 +82,16 @@ func (s *statusQuery) open() {
 	s.fd, s.page = fd, page
 }
 
+// StatusCheck reports whether this process may ask Xen for the status of
+// its event channel ports: nil if it may, else why not (no privcmd device,
+// or the kernel refuses the hypercall). Without it, a domU notices a
+// destroyed peer domain only through deadlines. It asks about port 0,
+// which every domain has (reserved, reported closed).
+func StatusCheck() error {
+	_, err := status.interdomain(0, xendev.Ioctl)
+	return err
+}
+
 // realPortStatus is sysCalls.portStatus on a real system.
 func realPortStatus(port Port) (bool, error) { return status.interdomain(port, xendev.Ioctl) }
 

@@ -66,6 +66,7 @@ waitnode() {
 # time limit in data/limit/<n>; it kills one that overruns, after printing
 # what it was blocked on, and reports rc 124 (see domu-init.sh).
 N=0
+declare -A NC
 UC_LIMIT=150
 # A command that never reports (the domU's xenstore itself is stuck) marks
 # the domU dead: later domU steps fail at once instead of each timing out.
@@ -75,7 +76,8 @@ ucmd_start() { # COMMAND [LIMIT-SECONDS]
 		UC_RC=125
 		return 1
 	fi
-	N=$((N + 1))
+	NC[$U]=$((${NC[$U]:-0} + 1)) # each domU numbers its commands from 1
+	N=${NC[$U]}
 	UC_LIMIT=${2:-150}
 	xenstore-write "/local/domain/$U/data/limit/$N" "$UC_LIMIT" &&
 		xenstore-write "/local/domain/$U/data/cmd/$N" "$1"
@@ -560,6 +562,85 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 				result "$id" FAIL "$detail (limit 100 ms)"
 			fi
 		done
+	fi
+
+	### i. domU <-> domU: a second domU. Transfers between the two guests
+	### (Go and C, both roles), then xl destroy of the second while the
+	### first holds a Go server and a Go client connection to it.
+	sed 's/^name = "domu1"/name = "domu2"/; s/^memory = 320/memory = 256/' /tmp/domu.cfg >/tmp/domu2.cfg
+	if [ -n "$CLOCK_OFFSET" ] && ! domu_gone i.all && timeout 120 xl create /tmp/domu2.cfg >"$L/xl-create2.txt" 2>&1 &&
+		U2=$(xl domid domu2) && waitnode "/local/domain/$U2/data/ready" 90; then
+		log "domU2 $U2 ready"
+		on2() { local U=$U2; "$@"; } # run a ucmd step in the second domU
+		on2 ucmd "head -c 1048576 /dev/urandom >/tmp/d1048576; xenstore-write data/sums/1048576 \$(sha256sum </tmp/d1048576 | cut -c1-64); modprobe xen-privcmd" 60
+		ucmd "modprobe xen-privcmd; xenstore-write data/status-check \"\$(/usr/local/bin/vchanpeer -status-check)\"" 30
+		probe=$(xenstore-read "/local/domain/$U/data/status-check" 2>/dev/null)
+		log "domU $U: $probe"
+		# idomu ID SRVIMPL CLIIMPL: server in domU1, client in domU2,
+		# 1 MiB each way, each side's received bytes checked by sha256.
+		idomu() {
+			local id=$1 path n1 n2 rc1 rc2 got1 got2
+			K=$((K + 1))
+			path=/local/domain/$U/data/i$K
+			ucmd_start "$(ubin "$2") server $U2 $path 1048576 65536 </tmp/d1048576 >/tmp/io 2>/tmp/ie; rc=\$?; cat /tmp/ie; xenstore-write data/isha/$K \$(sha256sum </tmp/io | cut -c1-64); exit \$rc" 120
+			n1=$N
+			waitnode "$path/ring-ref" 30
+			on2 ucmd_start "$(ubin "$3") client $U $path 1048576 </tmp/d1048576 >/tmp/io 2>/tmp/ie; rc=\$?; cat /tmp/ie; xenstore-write data/isha/$K \$(sha256sum </tmp/io | cut -c1-64); exit \$rc" 120
+			n2=$N
+			N=$n2 on2 ucmd_wait
+			rc2=$UC_RC
+			N=$n1 ucmd_wait
+			rc1=$UC_RC
+			got1=$(xenstore-read "/local/domain/$U/data/isha/$K" 2>/dev/null)
+			got2=$(xenstore-read "/local/domain/$U2/data/isha/$K" 2>/dev/null)
+			if [ "$rc1" = 0 ] && [ "$rc2" = 0 ] && [ "$got1" = "$(xenstore-read "/local/domain/$U2/data/sums/1048576")" ] &&
+				[ "$got2" = "$(xenstore-read "/local/domain/$U/data/sums/1048576")" ]; then
+				result "$id" PASS "$2 server in domU $U, $3 client in domU $U2: 1 MiB each way, sha256 ok"
+			else
+				result "$id" FAIL "$2 server in domU $U (rc=$rc1), $3 client in domU $U2 (rc=$rc2); sums match: $([ -n "$got1" ] && [ "$got1" = "$(xenstore-read "/local/domain/$U2/data/sums/1048576")" ] && echo y || echo n)/$([ -n "$got2" ] && [ "$got2" = "$(xenstore-read "/local/domain/$U/data/sums/1048576")" ] && echo y || echo n) (logs/guest-domu*.log)"
+			fi
+		}
+		idomu i.go-go go go
+		idomu i.go-c go ref
+		idomu i.c-go ref go
+
+		# xl destroy of domU2 while domU1 holds a Go server and a Go
+		# client connection to it, both blocked in Read with no deadline.
+		K=$((K + 1))
+		p1=/local/domain/$U/data/id$K p2=/local/domain/$U2/data/id$K
+		ucmd_start "/usr/local/bin/vchanpeer -wait-close server $U2 $p1 0 65536 </dev/null 2>/tmp/ed.srv & s=\$!; /usr/local/bin/vchanpeer -wait-close client $U2 $p2 0 </dev/null 2>/tmp/ed.cli & c=\$!; until grep -q connected /tmp/ed.srv && grep -q connected /tmp/ed.cli; do sleep 0.05; done; xenstore-write data/ed-ready/$K 1; wait \$s \$c; cat /tmp/ed.srv /tmp/ed.cli; xenstore-write data/ed-srv/$K \"\$(grep closed-at /tmp/ed.srv)\"; xenstore-write data/ed-cli/$K \"\$(grep closed-at /tmp/ed.cli)\"" 90
+		n1=$N
+		waitnode "$p1/ring-ref" 30
+		on2 ucmd_start "sleep 1000 | /usr/local/bin/vchanpeer client $U $p1 -1 >/dev/null 2>/tmp/e1 & sleep 1000 | /usr/local/bin/vchanpeer server $U $p2 -1 65536 >/dev/null 2>/tmp/e2" 900
+		if waitnode "/local/domain/$U/data/ed-ready/$K" 60; then
+			sleep 0.5
+			t=$(date +%s%N)
+			timeout 60 xl destroy domu2
+			td=$(date +%s%N)
+			N=$n1 ucmd_wait
+			for r in srv cli; do
+				line=$(xenstore-read "/local/domain/$U/data/ed-$r/$K" 2>/dev/null)
+				closed=$(echo "$line" | awk '/^closed-at/ { print $2 }')
+				how=$(echo "$line" | cut -d' ' -f3-)
+				if [ -n "$closed" ]; then
+					lat=$(((closed - CLOCK_OFFSET - t) / 1000000))
+					if [ $lat -lt 2000 ] && echo "$how" | grep -q 'reset'; then
+						result "i.destroy-$r" PASS "Go $r in domU $U saw domU $U2 destroyed ${lat} ms after xl destroy started (took $(((td - t) / 1000000)) ms): $how"
+					else
+						result "i.destroy-$r" FAIL "Go $r in domU $U: ${lat} ms after xl destroy: $how"
+					fi
+				elif echo "$probe" | grep -q unavailable; then
+					result "i.destroy-$r" FAIL "Go $r in domU $U never saw domU $U2 destroyed; this kernel refuses the status hypercall ($probe)"
+				else
+					result "i.destroy-$r" FAIL "Go $r in domU $U never saw domU $U2 destroyed (domU rc=$UC_RC)"
+				fi
+			done
+		else
+			result i.destroy FAIL "the connections between the domUs did not come up (domU1 rc=$UC_RC)"
+			timeout 60 xl destroy domu2
+		fi
+	else
+		result i.domu2-boot FAIL "second domU did not come up (or no clock offset): $(tail -c 400 "$L/xl-create2.txt" 2>/dev/null)"
 	fi
 
 	### e. xl destroy of the domU while dom0 holds a Go server and a Go

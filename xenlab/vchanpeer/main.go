@@ -42,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -53,6 +54,7 @@ func main() {
 	kill := flag.Int("kill", 0, "kill -9 this `pid`, print \"killed-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
+	statusProbe := flag.Bool("status-check", false, "print \"status-check ok\" if this domain may ask Xen for its ports' status, else \"status-check unavailable: <why>\"")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
 		fmt.Fprintln(os.Stderr, "       vchanpeer [-dial-timeout D] relay PEER-DOMID PATH-A PATH-B [RING-BYTES]")
@@ -61,6 +63,14 @@ func main() {
 	flag.Parse()
 	if *spin < 0 && filepath.Base(os.Args[0]) == "vchanpeer-nospin" {
 		*spin = 0
+	}
+	if *statusProbe {
+		if err := evtchn.StatusCheck(); err != nil {
+			fmt.Printf("status-check unavailable: %v\n", err)
+		} else {
+			fmt.Println("status-check ok")
+		}
+		return
 	}
 	if *copyMiB > 0 {
 		fmt.Fprintf(os.Stderr, "copy-mbs %.1f\n", copySpeed(*copyMiB))
