@@ -77,13 +77,14 @@ go test -c -o "$share/bin/gnt.test" ./internal/gnt
 go test -c -o "$share/bin/guesttest.test" ./xenlab/guesttest
 go build -o "$share/bin/vchanpeer" ./xenlab/vchanpeer
 go build -o "$share/bin/vchan-cat" ./cmd/vchan-cat
+go build -o "$share/bin/procstat" ./xenlab/procstat
 install -m 755 xenlab/guest/dom0-tests.sh "$share/run.sh"
 ln -f "$img/vmlinux" "$share/vmlinux" 2>/dev/null || cp "$img/vmlinux" "$share/vmlinux"
 # The domU gets the Go binaries in a cpio appended to its root.
 extra=$(mktemp -d)
 trap 'rm -rf "$extra"' EXIT
 mkdir -p "$extra/usr/local/bin"
-cp "$share/bin/vchanpeer" "$share/bin/vchan-cat" "$share/bin/guesttest.test" "$extra/usr/local/bin/"
+cp "$share/bin/vchanpeer" "$share/bin/vchan-cat" "$share/bin/guesttest.test" "$share/bin/procstat" "$extra/usr/local/bin/"
 (cd "$extra" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$img/domu-base.cpio" - >"$share/domu-initrd.cpio"
 
 # 4. Boot Xen + dom0; dom0's init runs share/run.sh and powers off. Two
@@ -101,7 +102,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
-		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY)'
+		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'
 	rc=${PIPESTATUS[0]}
 	set -e
 	say "boot $tag: QEMU exited (rc $rc)"
@@ -149,7 +150,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU" \
 		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
 		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU" \
-		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other"
+		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other" \
+		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, event-channel interrupts, system calls"
 	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
 	echo "results:"
@@ -218,6 +220,23 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 					printf "  %-32s %10.1f %8s  %s\n", label[i], m / 1000, c ? sprintf("%.2f", m / c) : "-", rounds(k[i])
 				}
 		}' "$logs/console-full.log"
+	fi
+	if grep -q '^XENLAB-COUNT' "$logs/console-full.log"; then
+		echo
+		echo "counts (item n): per MiB of a 4 MiB transfer dom0 -> domU over 64 KiB rings (bulk), per 1-byte round trip (rtt);"
+		echo "switches and CPU from wait4's rusage, evtchn: the vchan's own event-channel interrupts in that domain;"
+		echo "system calls of the dom0 side, counted by strace -c -f in a separate run"
+		awk '/^XENLAB-COUNT/ {
+				kind = $2; impl = $3; side = $4; u = $5
+				for (i = 6; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+				printf "  %-4s %-10s %-5s switches %8.2f   CPU ms %7.3f   evtchn %7.2f\n", kind, impl, side,
+					(v["vcsw"] + v["ivcsw"]) / u, (v["user_ms"] + v["sys_ms"]) / u, v["transient_irqs"] / u
+			}
+			/^XENLAB-SYSCALLS/ {
+				kind = $2; impl = $3; u = $4; line = ""
+				for (i = 5; i <= NF; i++) { split($i, kv, "="); line = line sprintf(" %s %.2f", kv[1], kv[2] / u) }
+				printf "  %-4s %-10s dom0  syscalls:%s\n", kind, impl, line
+			}' "$logs/console-full.log"
 	fi
 } >"$summary"
 cat "$summary"

@@ -488,6 +488,64 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	done
 	done
 
+	### n. Counts behind the throughput and round-trip figures, per MiB and
+	### per round trip, for each side: context switches, CPU, the vchan's
+	### event-channel interrupts (procstat), and dom0's system calls
+	### (strace -c -f, in a second, untimed run: strace slows every call).
+	### 4 MiB dom0 -> domU over 64 KiB rings; 1000 round trips.
+	NB=4194304 NP=1000
+	# count_done KIND IMPL UNITS TRACED RC0 WHAT: reports one counting run.
+	count_done() {
+		local kind=$1 impl=$2 units=$3 traced=$4 rc0=$5 what=$6
+		if [ "$rc0" != 0 ] || [ "$UC_RC" != 0 ]; then
+			result "n.$kind-$impl-$traced" FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/n.$kind.$impl.err")"
+			return
+		fi
+		if [ "$traced" = 0 ]; then
+			echo "XENLAB-COUNT $kind $impl dom0 $units $(cat "$L/n.$kind.$impl.dom0.0")"
+			echo "XENLAB-COUNT $kind $impl domU $units $(xenstore-read "/local/domain/$U/data/ps/$K")"
+		else
+			echo "XENLAB-SYSCALLS $kind $impl $units $(awk '$NF == "total" { t = $4 } $NF ~ /^(clock_gettime|futex|epoll_pwait|ppoll|nanosleep|read|write|ioctl)$/ { printf "%s=%s ", $NF, $4 } END { print "total=" t }' "$L/n.$kind.$impl.strace")"
+		fi
+		result "n.$kind-$impl-$traced" PASS "$what, $impl, $([ "$traced" = 1 ] && echo "dom0 side under strace" || echo "both sides under procstat")"
+	}
+	for impl in go go-nospin ref; do
+		for traced in 0 1; do
+			K=$((K + 1))
+			path=/local/domain/0/data/n$K
+			pre=("$B/procstat" -o "$L/n.bulk.$impl.dom0.$traced")
+			[ $traced = 1 ] && pre=(strace -c -f -o "$L/n.bulk.$impl.strace")
+			timeout -k 2 120 "${pre[@]}" "$(bin "$impl")" server "$U" "$path" 0 65536 <"/tmp/d$NB" >/dev/null 2>"$L/n.bulk.$impl.err" &
+			pid=$!
+			waitnode "$path/ring-ref" 30
+			ucmd "/usr/local/bin/procstat -o /tmp/ps $(ubin "$impl") client 0 $path $NB >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
+			wait $pid
+			count_done bulk "$impl" $((NB >> 20)) $traced $? "$((NB >> 20)) MiB dom0 -> domU"
+		done
+		for traced in 0 1; do
+			K=$((K + 1))
+			path=/local/domain/$U/data/n$K
+			spin=
+			[ $impl = go-nospin ] && spin=-spin=0
+			if [ $impl != ref ]; then
+				ucmd_start "/usr/local/bin/procstat -o /tmp/ps /usr/local/bin/vchanpeer $spin -ping $NP server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
+			else
+				ucmd_start "/usr/local/bin/procstat -o /tmp/ps /usr/local/bin/vchan-ref -ping $NP server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
+			fi
+			waitnode "$path/ring-ref" 30
+			pre=("$B/procstat" -o "$L/n.rtt.$impl.dom0.$traced")
+			[ $traced = 1 ] && pre=(strace -c -f -o "$L/n.rtt.$impl.strace")
+			if [ $impl != ref ]; then
+				timeout -k 2 120 "${pre[@]}" "$GO" $spin -ping "$NP" client "$U" "$path" 0 2>"$L/n.rtt.$impl.err"
+			else
+				timeout -k 2 120 "${pre[@]}" "$REF" -ping "$NP" client "$U" "$path" 2>"$L/n.rtt.$impl.err"
+			fi
+			rc0=$?
+			ucmd_wait
+			count_done rtt "$impl" "$NP" $traced $rc0 "$NP round trips"
+		done
+	done
+
 	### e. kill -9 across domains: a Go survivor in dom0, the victim (Go or
 	### C, client or server) in the domU. A xenstore watch in the domU kills
 	### the victim (vchanpeer -kill, which prints when) once dom0 writes
