@@ -151,7 +151,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
 		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU" \
 		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other" \
-		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, event-channel interrupts, system calls"
+		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, event-channel interrupts, system calls" \
+		"$(item_status s)" "s. spec scenario: the sender closes right after writing, Go and C both sides, both directions"
 	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
 	echo "results:"

@@ -488,6 +488,34 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	done
 	done
 
+	### s. The formal specification's "sender closes right after writing"
+	### scenario (docs/SCENARIOS.md) on real Xen: SCEN_N connections per
+	### cell, server in dom0 and client in the domU, Go and C on either
+	### side, either side sending; message sizes of one ring (filling it
+	### exactly), two rings, up to three rings and up to 100 bytes.
+	SCEN_N=${SCEN_N:-50}
+	for pair in go/go go/ref ref/go ref/ref; do
+		simpl=${pair%/*} cimpl=${pair#*/}
+		for sender in server client; do
+			K=$((K + 1))
+			id=s.close-after-write-$simpl-$cimpl-$sender
+			prefix=/local/domain/0/data/s$K
+			ss=recv sc=send
+			[ $sender = server ] && ss=send sc=recv
+			timeout -k 2 600 "$(bin "$simpl")" -close-after-write "$SCEN_N" $ss server "$U" "$prefix" 4096 2>"$L/$id.dom0.err" &
+			pid=$!
+			t=$(now_ms)
+			ucmd "$(ubin "$cimpl") -close-after-write $SCEN_N $sc client 0 $prefix 4096 2>/tmp/e; rc=\$?; tail -3 /tmp/e; exit \$rc" 600
+			wait $pid
+			rc0=$?
+			if [ "$rc0" = 0 ] && [ "$UC_RC" = 0 ] && grep -q "scenario ok $SCEN_N" "$L/$id.dom0.err"; then
+				result "$id" PASS "$SCEN_N connections, $simpl server in dom0 ($ss), $cimpl client in domU $U ($sc): every message whole, $(($(now_ms) - t)) ms"
+			else
+				result "$id" FAIL "dom0 rc=$rc0 domU rc=$UC_RC: $(tail -c 300 "$L/$id.dom0.err") (domU: logs/guest-domu1.log)"
+			fi
+		done
+	done
+
 	### n. Counts behind the throughput and round-trip figures, per MiB and
 	### per round trip, for each side: context switches, CPU, the vchan's
 	### event-channel interrupts (procstat), and dom0's system calls

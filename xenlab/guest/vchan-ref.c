@@ -15,6 +15,18 @@
  * sends one byte and waits for it to come back, N times, and prints
  * "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
  *
+ *   vchan-ref -close-after-write N send|recv server|client PEER-DOMID PATH-PREFIX [RING-BYTES]
+ *
+ * is the formal specification's "sender closes right after writing"
+ * scenario, N connections one after another on PATH-PREFIX-0, -1, ...: the
+ * sending side writes message i (scenario_message: sizes of one ring, two
+ * rings, up to three rings and up to 100 bytes in turn, so that some fill the
+ * ring exactly) and closes at once; the receiving side reads until the peer
+ * has closed and the ring is drained, and compares. It prints "scenario ok
+ * N" on stderr and exits 0, or names the first connection that lost or
+ * changed a byte and exits 1. xenlab/vchanpeer has the same mode, with the
+ * same messages.
+ *
  * Built in the dom0 root with: gcc -O2 -o vchan-ref vchan-ref.c -lxenvchan
  */
 #include <errno.h>
@@ -122,6 +134,119 @@ closed:
 	return 1;
 }
 
+/* scenario_message fills buf with message i of the scenario for a ring of
+ * ring bytes and returns its length (at most 3 * ring): the same sequence
+ * as xenlab/vchanpeer's scenarioMessage. */
+static size_t scenario_message(unsigned i, size_t ring, unsigned char *buf)
+{
+	unsigned x = i * 2654435761u + 1u, k;
+	size_t n;
+#define NEXT() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+	switch (i % 4) {
+	case 0: n = ring; break;
+	case 1: n = 2 * ring; break;
+	case 2: n = 1 + NEXT() % (3 * ring); break;
+	default: n = 1 + NEXT() % 100; break;
+	}
+	for (k = 0; k < n; k++)
+		buf[k] = (unsigned char)NEXT();
+#undef NEXT
+	return n;
+}
+
+static int close_after_write(int argc, char **argv)
+{
+	long n, i;
+	int send, server, domid;
+	size_t ring = 4096, len, got;
+	unsigned char *want, *buf;
+	char path[256];
+
+	if (argc < 7 || argc > 8 || (strcmp(argv[3], "send") && strcmp(argv[3], "recv")) ||
+	    (strcmp(argv[4], "server") && strcmp(argv[4], "client"))) {
+		fprintf(stderr, "usage: %s -close-after-write N send|recv server|client PEER-DOMID PATH-PREFIX [RING-BYTES]\n", argv[0]);
+		return 2;
+	}
+	n = atol(argv[2]);
+	send = !strcmp(argv[3], "send");
+	server = !strcmp(argv[4], "server");
+	domid = atoi(argv[5]);
+	if (argc == 8)
+		ring = (size_t)atol(argv[7]);
+	want = malloc(3 * ring);
+	buf = malloc(3 * ring + 1);
+	if (!want || !buf)
+		return 1;
+	for (i = 0; i < n; i++) {
+		struct libxenvchan *v = NULL;
+		int tries;
+
+		snprintf(path, sizeof path, "%s-%ld", argv[6], i);
+		len = scenario_message((unsigned)i, ring, want);
+		if (server)
+			v = libxenvchan_server_init(NULL, domid, path, ring, ring);
+		else /* the server may not have published yet: retry for 30 s */
+			for (tries = 0; !v && tries < 3000; tries++) {
+				v = libxenvchan_client_init(NULL, domid, path);
+				if (!v)
+					usleep(10000);
+			}
+		if (!v) {
+			fprintf(stderr, "vchan-ref: connection %ld: %s failed: %s\n", i,
+				server ? "libxenvchan_server_init" : "libxenvchan_client_init", strerror(errno));
+			return 1;
+		}
+		v->blocking = 1;
+		if (send) {
+			size_t off = 0;
+			/* A server waits for its client (cli_live leaves 2) before it
+			 * closes: closing first would revoke the grants the client
+			 * has yet to map. */
+			while (server && v->ring->cli_live == 2)
+				if (libxenvchan_wait(v) < 0) {
+					fprintf(stderr, "vchan-ref: connection %ld: no client\n", i);
+					return 1;
+				}
+			while (off < len) {
+				int w = libxenvchan_write(v, want + off, len - off);
+				if (w <= 0) {
+					fprintf(stderr, "vchan-ref: connection %ld: write failed after %zu of %zu bytes\n", i, off, len);
+					return 1;
+				}
+				off += (size_t)w;
+			}
+			libxenvchan_close(v); /* right after the write */
+			continue;
+		}
+		/* Receive until the peer has closed and the ring is drained. */
+		got = 0;
+		for (;;) {
+			int ready = libxenvchan_data_ready(v);
+			if (ready > 0) {
+				int r = libxenvchan_read(v, buf + got, (size_t)ready < 3 * ring + 1 - got ? (size_t)ready : 3 * ring + 1 - got);
+				if (r < 0)
+					break;
+				got += (size_t)r;
+				if (got > 3 * ring)
+					break;
+				continue;
+			}
+			if (!libxenvchan_is_open(v) && libxenvchan_data_ready(v) == 0)
+				break;
+			if (libxenvchan_wait(v) < 0 && !libxenvchan_is_open(v) && libxenvchan_data_ready(v) == 0)
+				break;
+		}
+		libxenvchan_close(v);
+		if (got != len || memcmp(buf, want, len)) {
+			fprintf(stderr, "vchan-ref: connection %ld: received %zu bytes, want %zu (equal prefix: %s)\n", i, got, len,
+				got <= len && !memcmp(buf, want, got) ? "yes" : "no");
+			return 1;
+		}
+	}
+	fprintf(stderr, "scenario ok %ld\n", n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct libxenvchan *v;
@@ -134,6 +259,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "-ping"))
 		return ping_pong(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "-close-after-write"))
+		return close_after_write(argc, argv);
 	if (argc == 3 && !strcmp(argv[1], "-copy"))
 		return copy_speed(atol(argv[2]));
 	if (argc < 5 || argc > 6 ||

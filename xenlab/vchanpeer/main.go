@@ -54,10 +54,12 @@ func main() {
 	kill := flag.Int("kill", 0, "kill -9 this `pid`, print \"killed-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
+	scenario := flag.Int("close-after-write", 0, "run the close-after-write scenario this many times (see scenario.go)")
 	statusProbe := flag.Bool("status-check", false, "print \"status-check ok\" if this domain may ask Xen for its ports' status, else \"status-check unavailable: <why>\"")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
 		fmt.Fprintln(os.Stderr, "       vchanpeer [-dial-timeout D] relay PEER-DOMID PATH-A PATH-B [RING-BYTES]")
+		fmt.Fprintln(os.Stderr, "       vchanpeer -close-after-write N send|recv server|client PEER-DOMID PATH-PREFIX [RING-BYTES]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -87,6 +89,13 @@ func main() {
 		return
 	}
 	args := flag.Args()
+	if *scenario > 0 {
+		if err := closeAfterWrite(*scenario, args, *dialTimeout); err != nil {
+			fatal("close-after-write: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "scenario ok %d\n", *scenario)
+		return
+	}
 	if len(args) >= 4 && len(args) <= 5 && args[0] == "relay" {
 		if err := relay(args[1:], *dialTimeout); err != nil {
 			fatal("relay: %v", err)
