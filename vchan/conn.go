@@ -246,10 +246,14 @@ var copyChunk = 16 << 10
 // full) keeps polling the peer's index before it asks the peer for an event
 // and sleeps on the event channel; see Conn.SetSpinWait. It is the default
 // on Xen and on the cross-process simulator, where a wake-up costs tens of
-// microseconds (an event channel, a scheduler hop). Connections on the
-// in-process Simulator default to 0: there a wake-up is a goroutine hand-off,
-// and spinning only competes for the CPU (measured: half the throughput).
-const DefaultSpinWait = 50 * time.Microsecond
+// microseconds (an event channel, a scheduler hop), and where a peer on a
+// virtual CPU is often descheduled for longer than 50 µs: with 200 µs a
+// 64 KiB-ring stream between two processes went to sleep a quarter as
+// often and moved 1.4-1.6 times as many bytes as with 50 µs
+// (docs/PERFORMANCE.md). Connections on the in-process Simulator default
+// to 0: there a wake-up is a goroutine hand-off, and spinning only
+// competes for the CPU (measured: half the throughput).
+const DefaultSpinWait = 200 * time.Microsecond
 
 // SetSpinWait sets how long Read polls the peer's producer index when the
 // ring is empty, and Write its consumer index when the ring is full, before

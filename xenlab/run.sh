@@ -214,7 +214,7 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 			printf "  %-32s %10s %8s  %s\n", "peers", "µs", "vs C", "rounds (µs)"
 			c = n["ref"] ? median("ref") : 0
 			split("go go-nospin go-p1 ref", k, " ")
-			split("Go (default spin 50 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)", label, "|")
+			split("Go (default spin 200 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)", label, "|")
 			for (i = 1; i <= 4; i++)
 				if (n[k[i]]) {
 					m = median(k[i])
