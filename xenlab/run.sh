@@ -5,7 +5,7 @@
 # any test failed or a guest hung.
 #
 #   xenlab/run.sh                 everything (builds the image when needed)
-#   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit in seconds (600)
+#   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit per boot in seconds (1500)
 #   XENLAB_XENSTORED=xenstored         one boot, the whole plan, with this
 #                                      xenstored (default: the whole plan
 #                                      with oxenstored, then the dom0 tests
@@ -26,7 +26,7 @@ img=$cache/image
 share=$cache/share
 logs=$cache/logs
 summary=$cache/summary.txt
-timeout_s=${XENLAB_TIMEOUT:-600}
+timeout_s=${XENLAB_TIMEOUT:-1500}
 start=$(date +%s)
 elapsed() { echo $(($(date +%s) - start)); }
 say() { echo "xenlab: [$(elapsed) s] $*" >&2; }
