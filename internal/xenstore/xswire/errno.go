@@ -30,13 +30,24 @@ var errnoNames = [...]struct {
 	{syscall.EPERM, "EPERM"},
 }
 
+// QuotaName is the error name oxenstored sends when a domain exceeds one of
+// its quotas (transactions, watches, nodes, requests per transaction). It is
+// not in xs_wire.h's table, so libxenstore reads it as EINVAL; here it is
+// EDQUOT, so that callers can tell a quota from a bad request
+// (docs/PROTOCOL.md §13.4).
+const QuotaName = "EQUOTA"
+
 // ErrnoFromName maps an error name from an ERROR reply to its errno. Like
-// libxenstore's get_error, a name outside the table gives EINVAL.
+// libxenstore's get_error, a name outside the table gives EINVAL, except
+// oxenstored's QuotaName, which gives EDQUOT.
 func ErrnoFromName(name string) syscall.Errno {
 	for _, e := range errnoNames {
 		if e.name == name {
 			return e.errno
 		}
+	}
+	if name == QuotaName {
+		return syscall.EDQUOT
 	}
 	return syscall.EINVAL
 }

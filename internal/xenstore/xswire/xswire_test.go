@@ -225,6 +225,11 @@ func TestErrnoNames(t *testing.T) {
 			t.Errorf("unknown name %q not EINVAL", bad)
 		}
 	}
+	// oxenstored's quota error, outside the table: EDQUOT, so that a quota
+	// is not taken for a bad request (what libxenstore's EINVAL makes it).
+	if got := ParseErrorPayload([]byte(QuotaName + "\x00")); got != syscall.EDQUOT {
+		t.Errorf("%s = %v, want EDQUOT", QuotaName, got)
+	}
 	if string(ErrorPayload(syscall.EDQUOT)) != "EINVAL\x00" {
 		t.Errorf("untranslatable errno payload %q", ErrorPayload(syscall.EDQUOT))
 	}
