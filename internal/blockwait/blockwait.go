@@ -23,10 +23,12 @@ import "time"
 
 // Window is how long a wait stays in a blocking system call before the
 // caller should move to the runtime poller: long enough for a busy peer's
-// next event (tens of microseconds on Xen hardware, about a millisecond
-// under emulation), short enough that an idle connection gives its thread
-// back soon. While a goroutine blocks here, other goroutines of a
-// GOMAXPROCS=1 process may wait for the runtime to hand the P over, which it
-// does when it sees them waiting (within its monitor's tick) or at the end
-// of the window.
-const Window = 2 * time.Millisecond
+// next event (tens of microseconds on Xen hardware; in the lab's emulated
+// Xen a one-way wake-up took about 2.3 ms with a 2 ms window, which sent
+// most waits to the poller and kept them slow, docs/PERFORMANCE.md), short
+// enough that an idle connection gives its thread back soon, and under the
+// 10 ms after which the runtime takes the P of a thread in a system call
+// away. While a goroutine blocks here, other goroutines of a GOMAXPROCS=1
+// process get the P when the runtime sees them waiting (its monitor's
+// tick) or at the end of the window.
+const Window = 5 * time.Millisecond

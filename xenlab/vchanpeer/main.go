@@ -48,6 +48,7 @@ import (
 
 func main() {
 	waitClose := flag.Bool("wait-close", false, "send nothing; read until the connection fails and print when")
+	readDeadline := flag.Duration("read-deadline", 0, "with -wait-close: a read deadline this long after connecting (0: none)")
 	pings := flag.Int("ping", 0, "echo (server) or time (client) this many 1-byte round trips")
 	spin := flag.Duration("spin", -1, "Conn.SetSpinWait (negative: the library's default)")
 	clock := flag.Int("clock", 0, "serve (server) or take (client) this many samples of the peer's wall clock")
@@ -168,6 +169,9 @@ func main() {
 		return
 	}
 	if *waitClose {
+		if *readDeadline > 0 {
+			c.SetReadDeadline(time.Now().Add(*readDeadline))
+		}
 		_, err := io.Copy(io.Discard, c)
 		fmt.Fprintf(os.Stderr, "closed-at %d %v\n", time.Now().UnixNano(), err)
 		c.Close()
