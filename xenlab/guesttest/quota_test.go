@@ -43,7 +43,8 @@ func peerHost(t *testing.T, why string) (*vchan.Host, uint16) {
 // TestManyListenersUnderQuotas. With VCHAN_TEST_ROLE=listen it opens
 // $VCHAN_TEST_LISTENERS Listeners at once (ports q0, q1, ...) for the domain
 // in $VCHAN_TEST_PEER_DOMID, each serving one client: it reads 4096 bytes and
-// answers their CRC-32. With VCHAN_TEST_ROLE=dial it makes as many Dials at
+// answers their CRC-32 ($VCHAN_TEST_LISTEN_CONCURRENCY bounds how many
+// Listen calls run at once; all by default). With VCHAN_TEST_ROLE=dial it makes as many Dials at
 // once to that domain's ports, waiting for the servers to appear, and
 // checks each answer. In an unprivileged domain xenstored's quotas apply
 // (C xenstored: 10 transactions, 128 watches, 1000 nodes, 20 outstanding
@@ -82,8 +83,17 @@ func TestManyListeners(t *testing.T) {
 	errs := make(chan error, n)
 	switch role {
 	case "listen":
+		// VCHAN_TEST_LISTEN_CONCURRENCY bounds how many Listen calls (each
+		// a xenstore transaction) run at once; the Listeners all stay open.
+		par := n
+		if v := os.Getenv("VCHAN_TEST_LISTEN_CONCURRENCY"); v != "" {
+			if par, err = strconv.Atoi(v); err != nil || par < 1 {
+				t.Fatalf("VCHAN_TEST_LISTEN_CONCURRENCY=%q: want a count", v)
+			}
+		}
+		slots := make(chan struct{}, par)
 		for i := range n {
-			go func() { errs <- serveOne(ctx, host, peer, fmt.Sprint("q", i), retry) }()
+			go func() { errs <- serveOne(ctx, host, peer, fmt.Sprint("q", i), retry, slots) }()
 		}
 	case "dial":
 		for i := range n {
@@ -100,14 +110,17 @@ func TestManyListeners(t *testing.T) {
 	t.Logf("%s: %d connections in %v; %d attempts refused for a quota and retried", role, n, time.Since(start).Round(time.Millisecond), refused.Load())
 }
 
-// serveOne listens on port, accepts one client, reads 4096 bytes and
+// serveOne listens on port (holding one of slots meanwhile), accepts one client, reads 4096 bytes and
 // answers their CRC-32 in hex.
-func serveOne(ctx context.Context, host *vchan.Host, peer uint16, port string, retry func(string, func() error) error) error {
+func serveOne(ctx context.Context, host *vchan.Host, peer uint16, port string, retry func(string, func() error) error, slots chan struct{}) error {
 	var ln *vchan.Listener
-	if err := retry("Listen "+port, func() (err error) {
+	slots <- struct{}{}
+	err := retry("Listen "+port, func() (err error) {
 		ln, err = vchan.Listen(peer, port, &vchan.Config{Host: host, ReadBufferSize: 1, WriteBufferSize: 1})
 		return err
-	}); err != nil {
+	})
+	<-slots
+	if err != nil {
 		return err
 	}
 	defer ln.Close()
