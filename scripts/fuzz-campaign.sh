@@ -36,8 +36,9 @@ for entry in "${targets[@]}"; do go test -count=1 -run '^$' "${entry% *}" >/dev/
 run_one() {
   local pkg=$1 t=$2 log=$logs/$2.log
   # SIGINT at MAXTIME makes the coordinator stop and report like a normal end.
-  timeout -s INT "$MAXTIME" go test -run '^$' -fuzz "^$t\$" -fuzztime "${EXECS}x" -parallel 1 "$pkg" >"$log" 2>&1
-  echo $? >"$logs/$t.rc"
+  local rc=0 # (under set -e, timeout's 124 would end the function here)
+  timeout -s INT "$MAXTIME" go test -run '^$' -fuzz "^$t\$" -fuzztime "${EXECS}x" -parallel 1 "$pkg" >"$log" 2>&1 || rc=$?
+  echo $rc >"$logs/$t.rc"
 }
 
 running=0
@@ -55,7 +56,7 @@ for entry in "${targets[@]}"; do
   last=$(grep -E '^fuzz: elapsed: ' "$log" | tail -1)
   execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
   elapsed=$(sed -nE 's/^fuzz: elapsed: ([0-9hms]+),.*/\1/p' <<<"$last")
-  rc=$(cat "$logs/$t.rc")
+  rc=$(cat "$logs/$t.rc" 2>/dev/null || echo "?")
   if grep -q 'Failing input written' "$log" || { [ "$rc" != 0 ] && [ "$rc" != 124 ]; } || ! grep -q '^ok' "$log"; then
     result="FAIL (see $log)"; failed=1
   elif [ "$rc" = 124 ]; then result="ok, stopped at $MAXTIME"
