@@ -151,7 +151,7 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
 		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU" \
 		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other" \
-		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, event-channel interrupts, system calls" \
+		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, system calls" \
 		"$(item_status s)" "s. spec scenario: the sender closes right after writing, Go and C both sides, both directions"
 	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
@@ -225,13 +225,13 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 	if grep -q '^XENLAB-COUNT' "$logs/console-full.log"; then
 		echo
 		echo "counts (item n): per MiB of a 4 MiB transfer dom0 -> domU over 64 KiB rings (bulk), per 1-byte round trip (rtt);"
-		echo "switches and CPU from wait4's rusage, evtchn: the vchan's own event-channel interrupts in that domain;"
+		echo "switches and CPU from wait4's rusage;"
 		echo "system calls of the dom0 side, counted by strace -c -f in a separate run"
 		awk '/^XENLAB-COUNT/ {
 				kind = $2; impl = $3; side = $4; u = $5
 				for (i = 6; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-				printf "  %-4s %-10s %-5s switches %8.2f   CPU ms %7.3f   evtchn %7.2f\n", kind, impl, side,
-					(v["vcsw"] + v["ivcsw"]) / u, (v["user_ms"] + v["sys_ms"]) / u, v["transient_irqs"] / u
+				printf "  %-4s %-10s %-5s switches %8.2f   CPU ms %7.3f\n", kind, impl, side,
+					(v["vcsw"] + v["ivcsw"]) / u, (v["user_ms"] + v["sys_ms"]) / u
 			}
 			/^XENLAB-SYSCALLS/ {
 				kind = $2; impl = $3; u = $4; line = ""
