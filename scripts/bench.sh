@@ -8,7 +8,8 @@
 #   socket pair (target >= 1.5); C↔C, Go→C, C→Go with Debian's libxenvchan
 #   through the shims of interop/shim; memmove as context; 1-byte ping-pong
 #   (Go↔Go, C↔C, unix); context switches per MiB and per round trip;
-#   allocations per Read/Write of the Go peers; CPU of an idle Go peer.
+#   allocations per Read/Write of the Go peers; CPU of an idle Go peer;
+#   then scripts/bench-cat.sh: the vchan-cat pipe against socat.
 # The driver is bench/vchanbench (see its doc comment). Extra arguments go
 # to it, e.g.  scripts/bench.sh -rounds 30 -spins off,100us -rings 65536
 set -euo pipefail
@@ -25,3 +26,6 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/vchanbench" ./bench/vchanbench
 "$bin/vchanbench" -repo "$repo" "$@"
+echo
+# The vchan-cat pipe against socat (issue 15's last throughput target).
+scripts/bench-cat.sh
