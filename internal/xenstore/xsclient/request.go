@@ -63,6 +63,10 @@ func (c *Client) request(t xswire.Type, tx uint32, path string, payload []byte) 
 			c.gate.RLock()
 			defer c.gate.RUnlock()
 		}
+		if t == xswire.TransactionStart {
+			c.txStart.Lock()
+			defer c.txStart.Unlock()
+		}
 	}
 
 	c.mu.Lock()

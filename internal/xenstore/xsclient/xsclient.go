@@ -63,6 +63,18 @@ type Client struct {
 	// UNWATCH hold it exclusively. Unused for the daemon socket.
 	gate sync.RWMutex
 
+	// txStart keeps one TRANSACTION_START at a time in flight on the xenbus
+	// device, from its write to its reply. Linux's xenbus_dev_frontend books
+	// a transaction with id 0 at each TRANSACTION_START write and gives each
+	// reply's id to the first such booking it finds (xenbus_dev_queue_reply),
+	// and ends only the transactions it knows when the file closes;
+	// libxenstore never has two requests of one handle in flight. In the lab
+	// (Linux 6.1, both xenstoreds), many concurrent Listens in a domU left
+	// transactions open in xenstored after the process exited, until the
+	// domain's transaction quota was used up for good. Unused for the daemon
+	// socket.
+	txStart sync.Mutex
+
 	mu        sync.Mutex
 	nextReq   uint32
 	pending   map[uint32]*call
