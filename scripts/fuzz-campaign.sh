@@ -53,7 +53,7 @@ failed=0
 printf '%-34s %-22s %14s %9s  %s\n' package target executions elapsed result
 for entry in "${targets[@]}"; do
   pkg=${entry% *} t=${entry#* } log=$logs/${entry#* }.log
-  last=$(grep -E '^fuzz: elapsed: ' "$log" | tail -1)
+  last=$(grep -E '^fuzz: elapsed: ' "$log" | tail -1 || true) # none when a run ends within a second
   execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
   elapsed=$(sed -nE 's/^fuzz: elapsed: ([0-9hms]+),.*/\1/p' <<<"$last")
   rc=$(cat "$logs/$t.rc" 2>/dev/null || echo "?")
