@@ -32,3 +32,13 @@ import "time"
 // process get the P when the runtime sees them waiting (its monitor's
 // tick) or at the end of the window.
 const Window = 5 * time.Millisecond
+
+// Budget is how long a blocking wait may last: window, or less if deadline
+// (the zero time: none) comes first. ok is false when the deadline has
+// passed and the wait should not block at all.
+func Budget(window time.Duration, deadline time.Time) (d time.Duration, ok bool) {
+	if !deadline.IsZero() {
+		window = min(window, time.Until(deadline))
+	}
+	return window, window > 0
+}

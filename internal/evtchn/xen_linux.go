@@ -335,11 +335,9 @@ func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 		return false, nil
 	}
 	defer blockwait.Release()
-	window := blockingWindow
-	if !deadline.IsZero() {
-		if window = min(window, time.Until(deadline)); window <= 0 {
-			return false, nil
-		}
+	window, ok := blockwait.Budget(blockingWindow, deadline)
+	if !ok {
+		return false, nil
 	}
 	res, err := c.waiter.Wait(c.fd, window)
 	switch {

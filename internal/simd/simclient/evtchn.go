@@ -197,11 +197,9 @@ func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 		return false, nil
 	}
 	defer blockwait.Release()
-	c.window = blockingWindow
-	if !deadline.IsZero() {
-		if c.window = min(c.window, time.Until(deadline)); c.window <= 0 {
-			return false, nil
-		}
+	var ok bool
+	if c.window, ok = blockwait.Budget(blockingWindow, deadline); !ok {
+		return false, nil
 	}
 	// Control holds the socket open while the step runs, even if the
 	// daemon's loss closes it meanwhile (that loss also wakes the waiter).
