@@ -56,17 +56,8 @@ func (c *Client) request(t xswire.Type, tx uint32, path string, payload []byte) 
 	}
 	cl := &call{typ: t, reply: make(chan xswire.Message, 1)}
 	if c.device {
-		if t == xswire.Watch || t == xswire.Unwatch {
-			c.gate.Lock()
-			defer c.gate.Unlock()
-		} else {
-			c.gate.RLock()
-			defer c.gate.RUnlock()
-		}
-		if t == xswire.TransactionStart {
-			c.txStart.Lock()
-			defer c.txStart.Unlock()
-		}
+		c.oneAtATime.Lock()
+		defer c.oneAtATime.Unlock()
 	}
 
 	c.mu.Lock()

@@ -49,31 +49,29 @@ type Client struct {
 
 	wmu sync.Mutex // serialises writes of whole messages
 
-	// gate keeps WATCH and UNWATCH alone on the xenbus device: no other
-	// request of ours may await its reply while one of them is written.
-	// Linux's xenbus_dev_frontend holds the file's msgbuffer_mutex while
-	// it registers or removes the watch with xenstored and waits for the
-	// answer (xenbus_file_write -> xenbus_write_watch -> xs_talkv), and the
-	// kernel's single xenbus thread takes that same mutex to hand over the
-	// reply to any earlier request of the file (xenbus_dev_queue_reply).
-	// If such a reply comes first, the thread blocks, the (UN)WATCH answer
-	// behind it is never read, and every xenstore user of the domain hangs
-	// in D state; seen in the lab (xenlab) with Linux 6.1 in a domU.
-	// Ordinary requests hold it shared until their reply arrives; WATCH and
-	// UNWATCH hold it exclusively. Unused for the daemon socket.
-	gate sync.RWMutex
-
-	// txStart keeps one TRANSACTION_START at a time in flight on the xenbus
-	// device, from its write to its reply. Linux's xenbus_dev_frontend books
-	// a transaction with id 0 at each TRANSACTION_START write and gives each
-	// reply's id to the first such booking it finds (xenbus_dev_queue_reply),
-	// and ends only the transactions it knows when the file closes;
-	// libxenstore never has two requests of one handle in flight. In the lab
-	// (Linux 6.1, both xenstoreds), many concurrent Listens in a domU left
-	// transactions open in xenstored after the process exited, until the
-	// domain's transaction quota was used up for good. Unused for the daemon
-	// socket.
-	txStart sync.Mutex
+	// oneAtATime keeps one request of ours in flight on the xenbus device,
+	// from its write to its reply, as libxenstore does per handle. Linux's
+	// xenbus_dev_frontend cannot take more (drivers/xen/xenbus/, Linux 6.1):
+	//
+	//   - A write's body stays in the file's single message buffer until the
+	//     kernel's xenbus thread copies it to xenstored's ring
+	//     (xenbus_dev_request_and_reply queues a pointer to it), but the
+	//     write returns at once and the next write overwrites that buffer:
+	//     an earlier request goes out with a later one's body. In the lab,
+	//     concurrent Listens in a domU got EINVAL from reads, writes,
+	//     set_perms and rm inside their transactions, and a TRANSACTION_END
+	//     sent with a wrong body left its transaction open in xenstored while
+	//     the kernel forgot it, until the domain's transaction quota was
+	//     used up for good.
+	//   - It books each TRANSACTION_START under id 0 and gives a reply's id
+	//     to the first such booking it finds.
+	//   - WATCH and UNWATCH are sent by the kernel itself while the write
+	//     holds the file's msgbuffer mutex, which the xenbus thread needs to
+	//     hand over any earlier request's reply: a reply that comes first
+	//     blocks that thread, and every xenstore user of the domain hangs.
+	//
+	// Unused for the daemon socket, which takes pipelined requests.
+	oneAtATime sync.Mutex
 
 	mu        sync.Mutex
 	nextReq   uint32
