@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vchan-go/vchan/internal/testutil"
+	"github.com/vchan-go/vchan/vchan"
 )
 
 // scenarioIterations is how many connections each cell of
@@ -100,4 +103,95 @@ func TestScenarioCloseRightAfterWriteC(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestScenarioReceiverBlocksFirstC: the formal spec's QubesDB scenario
+// between Go and Debian's C libxenvchan: each byte is written while the
+// receiver is already blocked waiting for it, so only the event channel
+// can wake it. One side pings (writes 1 byte, then blocks reading the
+// answer), the other echoes (blocks reading, then writes it back): Go pings
+// C's blocking echo mode, and C's blocking ping mode pings a Go echo. The Go
+// end spins not at all (SetSpinWait(0)), so each of its waits is a real
+// event-channel wait. Both roles, in-page and 64 KiB rings.
+func TestScenarioReceiverBlocksFirstC(t *testing.T) {
+	e := getEnv(t)
+	n := scenarioIterations(t)
+	const trips = 100
+	for _, rc := range []ringCase{{0, 0}, {65536, 65536}} {
+		for _, goServer := range []bool{true, false} {
+			for _, goPings := range []bool{true, false} {
+				name := fmt.Sprintf("%s/%s/goPings=%v", rc, role(goServer), goPings)
+				t.Run(name, func(t *testing.T) {
+					for i := range n {
+						mode := "echo"
+						if !goPings {
+							mode = "ping"
+						}
+						c, p, _ := connect(t, e, goServer, rc, "-m", mode)
+						c.SetSpinWait(0)
+						c.SetDeadline(time.Now().Add(30 * time.Second))
+						var err error
+						if goPings {
+							err = pingC(c, trips, byte(i))
+						} else {
+							err = echoC(c, p, trips)
+						}
+						if err != nil {
+							t.Fatalf("connection %d: %v", i, err)
+						}
+						c.Close()
+						if werr := p.Wait(30 * time.Second); werr != nil {
+							t.Fatalf("connection %d: vchan-peer: %v", i, werr)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// pingC sends trips single bytes, each after the previous one came back,
+// and checks each answer.
+func pingC(c *vchan.Conn, trips int, seed byte) error {
+	var b [1]byte
+	for j := range trips {
+		want := seed + byte(j)
+		b[0] = want
+		if _, err := c.Write(b[:]); err != nil {
+			return fmt.Errorf("round trip %d: write: %w", j, err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return fmt.Errorf("round trip %d: read: %w", j, err)
+		}
+		if b[0] != want {
+			return fmt.Errorf("round trip %d: echo %#x, want %#x", j, b[0], want)
+		}
+	}
+	return nil
+}
+
+// echoC asks the C peer (ping mode) for trips round trips and writes back
+// each byte it sends ('x', from vchan-peer's buffer), then waits for its
+// "ok".
+func echoC(c *vchan.Conn, p *testutil.Proc, trips int) error {
+	if _, err := fmt.Fprintf(p.Stdin, "%d\n", trips); err != nil {
+		return err
+	}
+	var b [1]byte
+	for j := range trips {
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return fmt.Errorf("round trip %d: read: %w", j, err)
+		}
+		if b[0] != 'x' {
+			return fmt.Errorf("round trip %d: C sent %#x, want 'x'", j, b[0])
+		}
+		if _, err := c.Write(b[:]); err != nil {
+			return fmt.Errorf("round trip %d: write: %w", j, err)
+		}
+	}
+	if line, err := p.Stdout.ReadString('\n'); err != nil || line != "ok\n" {
+		return fmt.Errorf("vchan-peer printed %q, %v after the round trips", line, err)
+	}
+	p.Stdin.Close()
+	return nil
 }
