@@ -38,7 +38,7 @@ const (
 	Readable Result = iota
 	// Woken: Wake was called.
 	Woken
-	// Timeout: the time given passed, or a signal cut the wait short.
+	// Timeout: the time given passed.
 	Timeout
 )
 
@@ -54,11 +54,18 @@ func (w *Waiter) Wait(fd int, timeout time.Duration) (Result, error) {
 	}
 	ts := unix.NsecToTimespec(int64(max(timeout, 0)))
 	n, err := unix.Ppoll(fds[:], &ts, nil)
+	for err == unix.EINTR {
+		// A signal cut the wait short: the Go runtime's preemption signal
+		// (SIGURG) lands on a thread that has just entered ppoll often
+		// enough, at every GC. Linux's ppoll leaves the time still to
+		// wait in ts, so the wait goes on without a clock read.
+		n, err = unix.Ppoll(fds[:], &ts, nil)
+	}
 	switch {
-	case err == unix.EINTR || n == 0:
-		return Timeout, nil
 	case err != nil:
 		return Timeout, err
+	case n == 0:
+		return Timeout, nil
 	case fds[1].Revents != 0 && w.woken.Swap(false):
 		w.drain()
 		return Woken, nil

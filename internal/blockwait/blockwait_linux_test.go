@@ -95,3 +95,33 @@ func TestAcquireBounded(t *testing.T) {
 	}
 	Release()
 }
+
+// TestWaitThroughSignals: signals that interrupt ppoll (the Go runtime's
+// preemption signal, SIGURG, among them) do not end a Wait early; it waits
+// out the time it was given.
+func TestWaitThroughSignals(t *testing.T) {
+	r, _ := pipe(t)
+	w := newWaiter(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// Go ignores SIGURG unless it preempts: each one interrupts whatever
+		// system call the receiving thread is blocked in.
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				unix.Kill(unix.Getpid(), unix.SIGURG)
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	const timeout = 200 * time.Millisecond
+	start := time.Now()
+	res, err := w.Wait(r, timeout)
+	expect(t, "nothing to read, signals meanwhile", res, err, Timeout)
+	if waited := time.Since(start); waited < timeout {
+		t.Fatalf("Wait(%v) returned after %v", timeout, waited)
+	}
+}

@@ -217,7 +217,13 @@ func waitForGoroutine(t *testing.T, failure, frame1, frame2 string) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal(failure)
+			var ours []string
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				if strings.Contains(g, "evtchn.") && !strings.Contains(g, "waitForGoroutine") {
+					ours = append(ours, g)
+				}
+			}
+			t.Fatalf("%s; the package's goroutines:\n%s", failure, strings.Join(ours, "\n\n"))
 		}
 	}
 }
