@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xswire"
 )
 
@@ -99,7 +100,11 @@ func TestDeviceOneRequestInFlight(t *testing.T) {
 					t.Errorf("READ %s reached xenstored as READ %s", path, got)
 					return
 				}
-				if _, err := c.Begin(); err != nil {
+				tx, err := c.Begin()
+				if err == nil {
+					err = tx.Commit()
+				}
+				if err != nil {
 					t.Error(err)
 					return
 				}
@@ -110,5 +115,55 @@ func TestDeviceOneRequestInFlight(t *testing.T) {
 	c.Close()
 	if most := d.most.Load(); most != 1 {
 		t.Errorf("xenbus device: %d requests in flight at once, want 1", most)
+	}
+}
+
+// TestDeviceTransactionSlots: on the xenbus device a Client keeps at most
+// DeviceTransactions transactions open; the next Begin waits until one
+// ends (commit, abort, or a failed end alike), and Close ends the wait.
+func TestDeviceTransactionSlots(t *testing.T) {
+	d := &bufferDevice{}
+	d.init()
+	c := newClient(d, xswire.DevicePayloadMax, true)
+	var open []xenstore.Tx
+	for range DeviceTransactions {
+		tx, err := c.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, tx)
+	}
+	begun := make(chan error, 1)
+	go func() {
+		tx, err := c.Begin()
+		if err == nil {
+			err = tx.Abort()
+		}
+		begun <- err
+	}()
+	select {
+	case err := <-begun:
+		t.Fatalf("Begin with %d transactions open returned (%v), want it to wait", DeviceTransactions, err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := open[0].Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-begun; err != nil {
+		t.Fatalf("Begin after a commit: %v", err)
+	}
+
+	// All slots taken again (open[1:] and this one); Close ends a waiting
+	// Begin with an error.
+	if _, err := c.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := c.Begin()
+		begun <- err
+	}()
+	c.Close()
+	if err := <-begun; err == nil {
+		t.Fatal("Begin waiting for a slot returned no error after Close")
 	}
 }

@@ -11,20 +11,41 @@ import (
 )
 
 // Begin starts a transaction.
+// On the xenbus device it first waits until fewer than DeviceTransactions
+// of this Client's transactions are open.
 func (c *Client) Begin() (xenstore.Tx, error) {
+	if c.txSlots != nil {
+		select {
+		case c.txSlots <- struct{}{}:
+		case <-c.readerDone:
+			c.mu.Lock()
+			err := c.err
+			c.mu.Unlock()
+			return nil, opErr("transaction_start", "", err)
+		}
+	}
 	r, err := c.request(xswire.TransactionStart, 0, "", []byte{0})
-	if err != nil {
-		return nil, err
-	}
-	ss, err := xswire.ExactStrings(r, 1)
-	var id uint64
 	if err == nil {
-		id, err = strconv.ParseUint(ss[0], 10, 32)
+		var ss []string
+		ss, err = xswire.ExactStrings(r, 1)
+		var id uint64
+		if err == nil {
+			id, err = strconv.ParseUint(ss[0], 10, 32)
+		}
+		if err == nil && id != 0 {
+			return &tx{c: c, id: uint32(id)}, nil
+		}
+		err = opErr("transaction_start", "", fmt.Errorf("%w: malformed transaction id %q", syscall.EBADMSG, r))
 	}
-	if err != nil || id == 0 {
-		return nil, opErr("transaction_start", "", fmt.Errorf("%w: malformed transaction id %q", syscall.EBADMSG, r))
+	c.releaseTx()
+	return nil, err
+}
+
+// releaseTx frees the slot of a transaction that ended or never started.
+func (c *Client) releaseTx() {
+	if c.txSlots != nil {
+		<-c.txSlots
 	}
-	return &tx{c: c, id: uint32(id)}, nil
 }
 
 // tx is an open transaction, identified by the tx_id of its requests.
@@ -115,6 +136,9 @@ func (t *tx) end(arg string) error {
 	}
 	t.done = true
 	t.mu.Unlock()
+	// The slot is freed whatever xenstored answers: a failed END leaves
+	// nothing this Client can end later.
+	defer t.c.releaseTx()
 	_, err := t.c.request(xswire.TransactionEnd, t.id, "", append([]byte(arg), 0))
 	return err
 }
