@@ -103,8 +103,20 @@ func Start(cfg Config) (*Daemon, error) {
 	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return fail(fmt.Errorf("vchan-simd: %w", err))
 	}
-	d.ctl, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: simproto.ControlPath(dir), Net: "unixpacket"})
+	// bind creates the socket's file before listen makes it take
+	// connections, and a connect in between is refused as if the daemon had
+	// died. So the socket is bound under a temporary name and renamed into
+	// place once it listens: whoever sees the control socket can join.
+	ctlPath := simproto.ControlPath(dir)
+	tmp := ctlPath + ".new"
+	os.Remove(tmp)
+	d.ctl, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: tmp, Net: "unixpacket"})
 	if err != nil {
+		return fail(fmt.Errorf("vchan-simd: %w", err))
+	}
+	d.ctl.SetUnlinkOnClose(false) // shutdown removes ctlPath
+	if err := os.Rename(tmp, ctlPath); err != nil {
+		os.Remove(tmp)
 		return fail(fmt.Errorf("vchan-simd: %w", err))
 	}
 	// dom0 exists from the start and lives as long as the daemon: its
@@ -173,7 +185,8 @@ func (d *Daemon) shutdown() {
 	}
 	d.mu.Unlock()
 	if d.ctl != nil {
-		d.ctl.Close() // unlinks the socket
+		d.ctl.Close()
+		os.Remove(simproto.ControlPath(d.dir))
 	}
 	for _, c := range conns {
 		c.abort()

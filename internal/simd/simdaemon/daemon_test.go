@@ -561,3 +561,44 @@ func TestConcurrentSetupCalls(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestControlSocketReadyWhenVisible: the control socket appears only once
+// it takes connections, so a client that joins the moment it sees the file
+// (as scripts and test harnesses do while vchan-simd starts) is never
+// refused as if the daemon had died. bind creates the file before listen:
+// before the daemon renamed a listening socket into place, CI saw that
+// refusal once.
+func TestControlSocketReadyWhenVisible(t *testing.T) {
+	for i := range 100 {
+		dir := testutil.SocketDir(t)
+		started := make(chan *simdaemon.Daemon, 1)
+		go func() {
+			d, err := simdaemon.Start(simdaemon.Config{Dir: dir})
+			if err != nil {
+				t.Error(err)
+			}
+			started <- d
+		}()
+		for {
+			if _, err := os.Stat(simproto.ControlPath(dir)); err == nil {
+				break
+			}
+			runtime.Gosched()
+		}
+		dom, err := simclient.Connect(dir, 1)
+		d := <-started
+		if d != nil {
+			t.Cleanup(func() { d.Close() }) // (Close is idempotent)
+		}
+		if err != nil {
+			t.Fatalf("start %d: joining as soon as %s appeared: %v", i, simproto.ControlPath(dir), err)
+		}
+		dom.Close()
+		if d != nil {
+			d.Close()
+		}
+		if _, err := os.Stat(simproto.ControlPath(dir)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("start %d: control socket after Close: %v", i, err)
+		}
+	}
+}
