@@ -105,10 +105,7 @@ func (c *Client) request(t xswire.Type, tx uint32, path string, payload []byte) 
 
 	m, ok := <-cl.reply
 	if !ok {
-		c.mu.Lock()
-		err := c.err
-		c.mu.Unlock()
-		return nil, opErr(op, path, err)
+		return nil, opErr(op, path, c.lostErr())
 	}
 	switch m.Type {
 	case xswire.Error:
@@ -260,4 +257,12 @@ func (c *Client) DomainPath(domid uint16) (string, error) {
 		return "", opErr("get_domain_path", "", fmt.Errorf("%w: malformed reply %q", syscall.EBADMSG, r))
 	}
 	return ss[0], nil
+}
+
+// lostErr is why the connection is unusable, once the reader has failed
+// every pending call (c.err is set before that).
+func (c *Client) lostErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }

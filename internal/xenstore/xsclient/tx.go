@@ -14,31 +14,36 @@ import (
 // On the xenbus device it first waits until fewer than DeviceTransactions
 // of this Client's transactions are open.
 func (c *Client) Begin() (xenstore.Tx, error) {
-	if c.txSlots != nil {
-		select {
-		case c.txSlots <- struct{}{}:
-		case <-c.readerDone:
-			c.mu.Lock()
-			err := c.err
-			c.mu.Unlock()
-			return nil, opErr("transaction_start", "", err)
-		}
+	if c.txSlots == nil {
+		return c.begin()
 	}
+	select {
+	case c.txSlots <- struct{}{}:
+	case <-c.readerDone:
+		return nil, opErr("transaction_start", "", c.lostErr())
+	}
+	t, err := c.begin()
+	if err != nil {
+		c.releaseTx()
+	}
+	return t, err
+}
+
+// begin sends TRANSACTION_START and reads the new transaction's id.
+func (c *Client) begin() (xenstore.Tx, error) {
 	r, err := c.request(xswire.TransactionStart, 0, "", []byte{0})
-	if err == nil {
-		var ss []string
-		ss, err = xswire.ExactStrings(r, 1)
-		var id uint64
-		if err == nil {
-			id, err = strconv.ParseUint(ss[0], 10, 32)
-		}
-		if err == nil && id != 0 {
-			return &tx{c: c, id: uint32(id)}, nil
-		}
-		err = opErr("transaction_start", "", fmt.Errorf("%w: malformed transaction id %q", syscall.EBADMSG, r))
+	if err != nil {
+		return nil, err
 	}
-	c.releaseTx()
-	return nil, err
+	ss, err := xswire.ExactStrings(r, 1)
+	var id uint64
+	if err == nil {
+		id, err = strconv.ParseUint(ss[0], 10, 32)
+	}
+	if err != nil || id == 0 {
+		return nil, opErr("transaction_start", "", fmt.Errorf("%w: malformed transaction id %q", syscall.EBADMSG, r))
+	}
+	return &tx{c: c, id: uint32(id)}, nil
 }
 
 // releaseTx frees the slot of a transaction that ended or never started.
