@@ -12,6 +12,11 @@
 #                                      again with C xenstored)
 #   XENLAB_TPUT_BYTES=16777216         bytes per throughput transfer
 #   XENLAB_QUOTA=0                     skip the many-Listeners quota test
+#   XENLAB_PLAN=perf                   one boot, only the timed items (f, h,
+#                                      n): for A/Bs, not a test of the code
+#   XENLAB_BASE=<git revision>         also time vchanpeer built from that
+#                                      revision ("base" rows in f, h, n):
+#                                      an A/B of library code in one boot
 #
 # The image (Xen, kernel, dom0 and domU roots, from Debian's packages) lives
 # in .cache/xenlab/image and is rebuilt when the hash of its inputs changes:
@@ -79,6 +84,13 @@ go test -c -o "$share/bin/guesttest.test" ./xenlab/guesttest
 go build -o "$share/bin/vchanpeer" ./xenlab/vchanpeer
 go build -o "$share/bin/vchan-cat" ./cmd/vchan-cat
 go build -o "$share/bin/procstat" ./xenlab/procstat
+if [ -n "${XENLAB_BASE:-}" ]; then
+	say "building vchanpeer at $XENLAB_BASE ($(git rev-parse --short "$XENLAB_BASE")) for the base rows"
+	base_src=$(mktemp -d)
+	git archive "$XENLAB_BASE" | tar -x -C "$base_src"
+	(cd "$base_src" && go build -o "$share/bin/base/vchanpeer" ./xenlab/vchanpeer)
+	rm -rf "$base_src"
+fi
 install -m 755 xenlab/guest/dom0-tests.sh "$share/run.sh"
 ln -f "$img/vmlinux" "$share/vmlinux" 2>/dev/null || cp "$img/vmlinux" "$share/vmlinux"
 # The domU gets the Go binaries in a cpio appended to its root.
@@ -86,6 +98,7 @@ extra=$(mktemp -d)
 trap 'rm -rf "$extra"' EXIT
 mkdir -p "$extra/usr/local/bin"
 cp "$share/bin/vchanpeer" "$share/bin/vchan-cat" "$share/bin/guesttest.test" "$share/bin/procstat" "$extra/usr/local/bin/"
+if [ -d "$share/bin/base" ]; then cp -r "$share/bin/base" "$extra/usr/local/bin/"; fi
 (cd "$extra" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$img/domu-base.cpio" - >"$share/domu-initrd.cpio"
 
 # 4. Boot Xen + dom0; dom0's init runs share/run.sh and powers off. Two
@@ -120,8 +133,9 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 }
 : >"$logs/results.txt"
 : >"$logs/boots.txt"
-boot full "${XENLAB_XENSTORED:-oxenstored}" full
-[ -n "${XENLAB_XENSTORED:-}" ] || boot cxenstored xenstored devices
+plan=${XENLAB_PLAN:-full}
+boot full "${XENLAB_XENSTORED:-oxenstored}" "$plan"
+[ -n "${XENLAB_XENSTORED:-}" ] || [ "$plan" != full ] || boot cxenstored xenstored devices
 
 # 5. Summary.
 results=$logs/results.txt
@@ -141,6 +155,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
 	echo "xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version")"
 	sed 's/^/boot /' "$logs/boots.txt"
+	[ "$plan" = full ] || echo "plan $plan: only some items ran"
+	[ -z "${XENLAB_BASE:-}" ] || echo "base rows: vchanpeer at $XENLAB_BASE ($(git rev-parse --short "$XENLAB_BASE")); the others at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- vchan internal xenlab/vchanpeer || echo ' + uncommitted changes')"
 	echo
 	printf '%-9s %s\n' \
 		"$(item_status a)" "a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)" \
@@ -181,8 +197,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 			function ratio(a, b) { return (a && b) ? sprintf("%.2f", a / b) : "-" }
 			END {
 				printf "  %-26s %-12s %10s %6s %10s %6s %7s  %s\n", "direction", "peers", "data MB/s", "vs C", "wall MB/s", "vs C", "reads", "rounds"
-				n = split("go go-nospin ref", impl, " ")
-				split("Go|Go, no spin|C", label, "|")
+				n = split("go go-nospin ref base base-nospin", impl, " ")
+				split("Go|Go, no spin|C|Go base|Go base, no spin", label, "|")
 				for (key in keys) {
 					c = "ref|" key
 					for (i = 1; i <= n; i++) {
@@ -214,9 +230,9 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 			END {
 			printf "  %-32s %10s %8s  %s\n", "peers", "µs", "vs C", "rounds (µs)"
 			c = n["ref"] ? median("ref") : 0
-			split("go go-nospin go-p1 ref", k, " ")
-			split("Go (default spin 200 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)", label, "|")
-			for (i = 1; i <= 4; i++)
+			nk = split("go go-nospin go-p1 ref base base-nospin", k, " ")
+			split("Go (default spin 200 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)|Go base (XENLAB_BASE)|Go base, spinning off", label, "|")
+			for (i = 1; i <= nk; i++)
 				if (n[k[i]]) {
 					m = median(k[i])
 					printf "  %-32s %10.1f %8s  %s\n", label[i], m / 1000, c ? sprintf("%.2f", m / c) : "-", rounds(k[i])

@@ -112,7 +112,18 @@ sum0() { echo "${sha0[$1]}"; }
 K=0
 # go-nospin: vchanpeer with spinning off, through a link (see vchanpeer).
 ln -sf "$GO" /tmp/vchanpeer-nospin
-bin() { case $1 in go) echo "$GO" ;; go-nospin) echo /tmp/vchanpeer-nospin ;; *) echo "$REF" ;; esac; }
+# base, base-nospin: vchanpeer built from the revision XENLAB_BASE names
+# (run.sh), for an A/B of the library code in one boot.
+IMPLS_BASE=
+if [ -x "$S/bin/base/vchanpeer" ]; then
+	mkdir -p /tmp/base
+	cp "$S/bin/base/vchanpeer" /tmp/base/
+	ln -sf /tmp/base/vchanpeer /tmp/base/vchanpeer-nospin
+	IMPLS_BASE="base base-nospin"
+fi
+bin() { case $1 in go | go-p1) echo "$GO" ;; go-nospin) echo /tmp/vchanpeer-nospin ;; base) echo /tmp/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo "$REF" ;; esac; }
+# PLAN=perf: only the timed items (h, f, n), for quick A/Bs.
+timed_only() { [ "${PLAN:-full}" = perf ]; }
 
 # xfer ID SRVSIDE SRVIMPL CLIIMPL RING BYTES0 BYTESU: one transfer between
 # dom0 and the domU (or within dom0 when SRVSIDE is self), BYTES0 from dom0
@@ -210,7 +221,7 @@ xfer() {
 	fi
 	rm -f /tmp/out0
 }
-ubin() { case $1 in go) echo /usr/local/bin/vchanpeer ;; go-nospin) echo /tmp/vchanpeer-nospin ;; *) echo /usr/local/bin/vchan-ref ;; esac; }
+ubin() { case $1 in go | go-p1) echo /usr/local/bin/vchanpeer ;; go-nospin) echo /tmp/vchanpeer-nospin ;; base) echo /usr/local/bin/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo /usr/local/bin/vchan-ref ;; esac; }
 
 # killtest ID VICTIM-ROLE VICTIM-IMPL: a Go survivor in -wait-close mode and
 # a victim peer, both in dom0; kill -9 the victim and measure how long the
@@ -262,6 +273,7 @@ killtest() {
 
 log "dom0 test plan starts; $(xl info 2>/dev/null | grep -E '^(xen_version|total_memory|free_memory)' | tr -s ' ' | paste -sd' ')"
 
+if ! timed_only; then
 ### a. Real devices in dom0
 gotest a.evtchn evtchn.test . TestRealDevice
 gotest a.gnt gnt.test . TestRealDevices
@@ -283,6 +295,7 @@ killtest e.kill1 client go
 killtest e.kill2 client ref
 killtest e.kill3 server go
 killtest e.kill4 server ref
+fi
 
 # PLAN=devices (the C xenstored boot): the tests above, then only the
 # domU's xenstore quota test below (c.listeners-quota).
@@ -334,8 +347,9 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	fi
 	# The domU's data files and their sums.
 	ucmd "for s in $SIZES; do head -c \$s /dev/urandom >/tmp/d\$s; xenstore-write data/sums/\$s \$(sha256sum </tmp/d\$s | cut -c1-64); done" 120
-	ucmd "ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-nospin" 30
+	ucmd "ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-nospin; if [ -x /usr/local/bin/base/vchanpeer ]; then mkdir -p /tmp/base; ln -sf /usr/local/bin/base/vchanpeer /tmp/base/vchanpeer-nospin; fi" 30
 	[ "$UC_RC" = 0 ] || result c.domu-data FAIL "making data in the domU: rc=$UC_RC"
+	if ! timed_only; then
 	gotest_domu() { # ID TESTREGEX MUSTPASS: guesttest.test in the domU
 		ucmd "/usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '$2' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: $3 ' /tmp/gt.txt || exit 99; exit \$rc" 200
 		if [ "$UC_RC" = 0 ]; then result "$1" PASS "in domU $U"; else result "$1" FAIL "in domU $U: rc=$UC_RC (see logs/guest-domu1.log)"; fi
@@ -438,27 +452,28 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		wait $ppid $cpid 2>/dev/null
 		catcheck g.bridge-proxy-server "$(xenstore-read "/local/domain/$U/data/sums/4194304")" "$(xenstore-read "/local/domain/$U/data/sha/g5" 2>/dev/null)" \
 			"4 MiB domU vchan-cat -> vchan-socket-proxy -m server -> dom0 vchan-cat -unix-listen -> domU vchan-cat -l; domU rc=$UC_RC"
+	fi
+	fi # timed_only: from the domU's nettest to g
 
+	if ! domu_gone h.all; then
 		### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
 		# (go-nospin: both Go ends with Conn.SetSpinWait(0), blocking at once.)
 		# (go-p1: both Go ends with GOMAXPROCS=1.) Three rounds, the
 		# implementations interleaved: the emulated machine's timing drifts.
 		for round in 1 2 3; do
-		for impl in go go-nospin go-p1 ref; do
+		for impl in go go-nospin go-p1 ref $IMPLS_BASE; do
 			K=$((K + 1))
 			path=/local/domain/$U/data/p$K
-			spin=
-			[ $impl = go-nospin ] && spin=-spin=0
 			procs=
 			[ $impl = go-p1 ] && procs=1
 			if [ $impl != ref ]; then
-				ucmd_start "GOMAXPROCS=$procs /usr/local/bin/vchanpeer $spin -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+				ucmd_start "GOMAXPROCS=$procs $(ubin $impl) -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 			else
 				ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 			fi
 			waitnode "$path/ring-ref" 30
 			if [ $impl != ref ]; then
-				GOMAXPROCS=$procs timeout -k 2 120 "$GO" $spin -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
+				GOMAXPROCS=$procs timeout -k 2 120 "$(bin $impl)" -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
 			else
 				timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
 			fi
@@ -477,7 +492,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		# (docs/SCENARIOS.md): Go client and C server, C client and Go
 		# server, the Go end not spinning, so each of its waits is an
 		# event-channel wait. Correctness only: not in the timing table.
-		for pair in go-ref ref-go; do
+		timed_only || for pair in go-ref ref-go; do
 			K=$((K + 1))
 			path=/local/domain/$U/data/p$K
 			cli=${pair%-*} srv=${pair#*-}
@@ -516,7 +531,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	# the medians): the emulated machine's timing drifts.
 	for round in 1 2 3; do
 	for ring in 65536 1048576; do
-		for impl in go go-nospin ref; do
+		for impl in go go-nospin ref $IMPLS_BASE; do
 			xfer "f.$impl-to-domU-$ring-r$round" dom0 "$impl" "$impl" "$ring" "$TPUT_BYTES" 0
 			echo "XENLAB-TPUT $impl dom0-to-domU $ring $TPUT_BYTES ${XFER_MS:-x} $(xenstore-read "/local/domain/$U/data/recv/x$K" 2>/dev/null || echo x)"
 			xfer "f.$impl-to-dom0-$ring-r$round" dom0 "$impl" "$impl" "$ring" 0 "$TPUT_BYTES"
@@ -531,7 +546,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	### side, either side sending; message sizes of one ring (filling it
 	### exactly), two rings, up to three rings and up to 100 bytes.
 	SCEN_N=${SCEN_N:-100}
-	for pair in go/go go/ref ref/go ref/ref; do
+	timed_only || for pair in go/go go/ref ref/go ref/ref; do
 		simpl=${pair%/*} cimpl=${pair#*/}
 		for sender in server client; do
 			K=$((K + 1))
@@ -574,7 +589,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		fi
 		result "n.$kind-$impl-$traced" PASS "$what, $impl, $([ "$traced" = 1 ] && echo "dom0 side under strace" || echo "both sides under procstat")"
 	}
-	for impl in go go-nospin ref; do
+	for impl in go go-nospin ref $IMPLS_BASE; do
 		for traced in 0 1; do
 			K=$((K + 1))
 			path=/local/domain/0/data/n$K
@@ -590,10 +605,8 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		for traced in 0 1; do
 			K=$((K + 1))
 			path=/local/domain/$U/data/n$K
-			spin=
-			[ $impl = go-nospin ] && spin=-spin=0
 			if [ $impl != ref ]; then
-				ucmd_start "/usr/local/bin/procstat -o /tmp/ps /usr/local/bin/vchanpeer $spin -ping $NP server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
+				ucmd_start "/usr/local/bin/procstat -o /tmp/ps $(ubin $impl) -ping $NP server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
 			else
 				ucmd_start "/usr/local/bin/procstat -o /tmp/ps /usr/local/bin/vchan-ref -ping $NP server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
 			fi
@@ -601,7 +614,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			pre=("$B/procstat" -o "$L/n.rtt.$impl.dom0.$traced")
 			[ $traced = 1 ] && pre=(strace -c -f -o "$L/n.rtt.$impl.strace")
 			if [ $impl != ref ]; then
-				timeout -k 2 120 "${pre[@]}" "$GO" $spin -ping "$NP" client "$U" "$path" 0 2>"$L/n.rtt.$impl.err"
+				timeout -k 2 120 "${pre[@]}" "$(bin $impl)" -ping "$NP" client "$U" "$path" 0 2>"$L/n.rtt.$impl.err"
 			else
 				timeout -k 2 120 "${pre[@]}" "$REF" -ping "$NP" client "$U" "$path" 2>"$L/n.rtt.$impl.err"
 			fi
@@ -610,6 +623,13 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			count_done rtt "$impl" "$NP" $traced $rc0 "$NP round trips"
 		done
 	done
+
+	if timed_only; then
+		xl destroy domu1
+		log "dom0 test plan done (PLAN=perf)"
+		echo "XENLAB-DONE"
+		exit 0
+	fi
 
 	### e. kill -9 across domains: a Go survivor in dom0, the victim (Go or
 	### C, client or server) in the domU. A xenstore watch in the domU kills
