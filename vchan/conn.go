@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -265,39 +264,6 @@ const DefaultSpinWait = 200 * time.Microsecond
 // DefaultSpinWait, or 0 on the in-process Simulator. Spinning is bounded by
 // d per wait, so an idle connection uses no CPU. It may be called at any time, also during Read and Write.
 func (c *Conn) SetSpinWait(d time.Duration) { c.spinWait.Store(int64(d)) }
-
-// spin polls ready (Endpoint.Readable or Writable) for up to the spin wait
-// and reports whether it found progress (or an error, which the caller's
-// next step reports). The peer's index is re-read with an atomic load on
-// each round, as in the blocking path; nothing is written to the shared
-// page, so the protocol sees a side that has not yet asked for an event.
-// ready is a method value of c.ep: it does not escape and does not allocate.
-func (c *Conn) spin(ready func() (int, error)) bool {
-	d := time.Duration(c.spinWait.Load())
-	if d <= 0 {
-		return false
-	}
-	start := time.Since(monoBase)
-	for i := 1; ; i++ {
-		if n, err := ready(); n > 0 || err != nil {
-			return true
-		}
-		if i%64 == 0 {
-			if time.Since(monoBase)-start >= d {
-				return false
-			}
-			// Let a peer goroutine of this process (the in-process
-			// simulator, or a pipeline stage) run if a P is short.
-			runtime.Gosched()
-		}
-	}
-}
-
-// monoBase is the origin of spin's clock: time.Since of a time with a
-// monotonic reading reads only the monotonic clock, where time.Now reads the
-// wall clock too. Under Xen PV the clock has no vDSO and each read is a
-// system call (docs/PERFORMANCE.md).
-var monoBase = time.Now()
 
 // readyErr reports a closed connection, a sticky protocol error or an
 // expired deadline, in that order.

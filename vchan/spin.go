@@ -1,0 +1,98 @@
+package vchan
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// spin polls ready (Endpoint.Readable or Writable) for about the spin wait
+// and reports whether it found progress (or an error, which the caller's
+// next step reports). The peer's index is re-read with an atomic load on
+// each round, as in the blocking path; nothing is written to the shared
+// page, so the protocol sees a side that has not yet asked for an event.
+// ready is a method value of c.ep: it does not escape and does not allocate.
+//
+// The spin is bounded by a number of polls, not by the clock: under Xen PV
+// the clock has no vDSO and each read of it is a system call, which costs
+// as much as a whole spin on an emulated machine (docs/PERFORMANCE.md). A
+// time-bounded spin there polled a few dozen times between clock reads and
+// spent most of its time in the kernel.
+func (c *Conn) spin(ready func() (int, error)) bool {
+	d := time.Duration(c.spinWait.Load())
+	if d <= 0 {
+		return false
+	}
+	polls := spinPolls(d)
+	yield := max(polls/spinYields, 1)
+	for i := 1; i <= polls; i++ {
+		if n, err := ready(); n > 0 || err != nil {
+			return true
+		}
+		if i%yield == 0 {
+			// Let a peer goroutine of this process (the in-process
+			// simulator, or a pipeline stage) run if a P is short. Rarely:
+			// the scheduler reads the clock too.
+			runtime.Gosched()
+		}
+	}
+	return false
+}
+
+// spinYields is how many times a full spin lets other goroutines run.
+const spinYields = 4
+
+// pollsPerMs is how many polls of spin take a millisecond on this machine,
+// measured once (calibrateSpin).
+var (
+	pollsPerMs    atomic.Int64
+	calibrateOnce sync.Once
+)
+
+// spinPolls is the number of polls that take about d.
+func spinPolls(d time.Duration) int {
+	calibrateOnce.Do(calibrateSpin)
+	n := pollsPerMs.Load() * int64(d) / int64(time.Millisecond)
+	return int(min(max(n, 1), 1<<30))
+}
+
+// calibrateSpin times a loop shaped like spin's (a call through a method
+// value that makes two atomic loads, as Endpoint.Readable does) over at
+// least a millisecond, so that the two clock reads, even as system calls,
+// are a small part of what is measured. It takes about five milliseconds
+// once per process.
+func calibrateSpin() {
+	var p calibrationProbe
+	n := 1 << 10
+	for timePolls(&p, n) < time.Millisecond && n < 1<<26 {
+		n *= 2
+	}
+	// The fastest of three: a thread descheduled while it counted would
+	// make every later spin too short.
+	best := time.Duration(1<<63 - 1)
+	for range 3 {
+		best = min(best, max(timePolls(&p, n), 1))
+	}
+	pollsPerMs.Store(max(int64(n)*int64(time.Millisecond)/int64(best), 1))
+}
+
+// timePolls times n polls of the probe.
+func timePolls(p *calibrationProbe, n int) time.Duration {
+	ready := p.ready
+	start := time.Now()
+	for range n {
+		if k, _ := ready(); k > 0 {
+			break // never: the probe's indices are equal
+		}
+	}
+	return time.Since(start)
+}
+
+// calibrationProbe stands in for a ring's two indices.
+type calibrationProbe struct{ prod, cons atomic.Uint32 }
+
+//go:noinline
+func (p *calibrationProbe) ready() (int, error) {
+	return int(p.prod.Load() - p.cons.Load()), nil
+}
