@@ -197,8 +197,8 @@ item_status() { # the roll-up of every result whose id starts with "$1."
 			function ratio(a, b) { return (a && b) ? sprintf("%.2f", a / b) : "-" }
 			END {
 				printf "  %-26s %-12s %10s %6s %10s %6s %7s  %s\n", "direction", "peers", "data MB/s", "vs C", "wall MB/s", "vs C", "reads", "rounds"
-				n = split("go go-nospin ref base base-nospin", impl, " ")
-				split("Go|Go, no spin|C|Go base|Go base, no spin", label, "|")
+				n = split("go go-nospin ref base base-nospin go-p2", impl, " ")
+				split("Go|Go, no spin|C|Go base|Go base, no spin|Go GOMAXPROCS=2", label, "|")
 				for (key in keys) {
 					c = "ref|" key
 					for (i = 1; i <= n; i++) {

@@ -112,6 +112,13 @@ sum0() { echo "${sha0[$1]}"; }
 K=0
 # go-nospin: vchanpeer with spinning off, through a link (see vchanpeer).
 ln -sf "$GO" /tmp/vchanpeer-nospin
+# go-p2 (PLAN=perf only): GOMAXPROCS=2 on both sides, the domU's one vCPU
+# included, a diagnostic of the runtime's hand-off of a P blocked in a
+# system call (docs/PERFORMANCE.md).
+ln -sf "$GO" /tmp/vchanpeer-p2
+IMPLS_DIAG=
+timed_only() { [ "${PLAN:-full}" = perf ]; }
+timed_only && IMPLS_DIAG=go-p2
 # base, base-nospin: vchanpeer built from the revision XENLAB_BASE names
 # (run.sh), for an A/B of the library code in one boot.
 IMPLS_BASE=
@@ -121,9 +128,8 @@ if [ -x "$S/bin/base/vchanpeer" ]; then
 	ln -sf /tmp/base/vchanpeer /tmp/base/vchanpeer-nospin
 	IMPLS_BASE="base base-nospin"
 fi
-bin() { case $1 in go | go-p1) echo "$GO" ;; go-nospin) echo /tmp/vchanpeer-nospin ;; base) echo /tmp/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo "$REF" ;; esac; }
-# PLAN=perf: only the timed items (h, f, n), for quick A/Bs.
-timed_only() { [ "${PLAN:-full}" = perf ]; }
+bin() { case $1 in go | go-p1) echo "$GO" ;; go-nospin) echo /tmp/vchanpeer-nospin ;; go-p2) echo /tmp/vchanpeer-p2 ;; base) echo /tmp/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo "$REF" ;; esac; }
+# PLAN=perf (timed_only): only the timed items (h, f, n), for quick A/Bs.
 
 # xfer ID SRVSIDE SRVIMPL CLIIMPL RING BYTES0 BYTESU: one transfer between
 # dom0 and the domU (or within dom0 when SRVSIDE is self), BYTES0 from dom0
@@ -221,7 +227,7 @@ xfer() {
 	fi
 	rm -f /tmp/out0
 }
-ubin() { case $1 in go | go-p1) echo /usr/local/bin/vchanpeer ;; go-nospin) echo /tmp/vchanpeer-nospin ;; base) echo /usr/local/bin/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo /usr/local/bin/vchan-ref ;; esac; }
+ubin() { case $1 in go | go-p1) echo /usr/local/bin/vchanpeer ;; go-nospin) echo /tmp/vchanpeer-nospin ;; go-p2) echo /tmp/vchanpeer-p2 ;; base) echo /usr/local/bin/base/vchanpeer ;; base-nospin) echo /tmp/base/vchanpeer-nospin ;; *) echo /usr/local/bin/vchan-ref ;; esac; }
 
 # killtest ID VICTIM-ROLE VICTIM-IMPL: a Go survivor in -wait-close mode and
 # a victim peer, both in dom0; kill -9 the victim and measure how long the
@@ -347,7 +353,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	fi
 	# The domU's data files and their sums.
 	ucmd "for s in $SIZES; do head -c \$s /dev/urandom >/tmp/d\$s; xenstore-write data/sums/\$s \$(sha256sum </tmp/d\$s | cut -c1-64); done" 120
-	ucmd "ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-nospin; if [ -x /usr/local/bin/base/vchanpeer ]; then mkdir -p /tmp/base; ln -sf /usr/local/bin/base/vchanpeer /tmp/base/vchanpeer-nospin; fi" 30
+	ucmd "ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-nospin; ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-p2; if [ -x /usr/local/bin/base/vchanpeer ]; then mkdir -p /tmp/base; ln -sf /usr/local/bin/base/vchanpeer /tmp/base/vchanpeer-nospin; fi" 30
 	[ "$UC_RC" = 0 ] || result c.domu-data FAIL "making data in the domU: rc=$UC_RC"
 	if ! timed_only; then
 	gotest_domu() { # ID TESTREGEX MUSTPASS: guesttest.test in the domU
@@ -531,7 +537,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	# the medians): the emulated machine's timing drifts.
 	for round in 1 2 3; do
 	for ring in 65536 1048576; do
-		for impl in go go-nospin ref $IMPLS_BASE; do
+		for impl in go go-nospin ref $IMPLS_BASE $IMPLS_DIAG; do
 			xfer "f.$impl-to-domU-$ring-r$round" dom0 "$impl" "$impl" "$ring" "$TPUT_BYTES" 0
 			echo "XENLAB-TPUT $impl dom0-to-domU $ring $TPUT_BYTES ${XFER_MS:-x} $(xenstore-read "/local/domain/$U/data/recv/x$K" 2>/dev/null || echo x)"
 			xfer "f.$impl-to-dom0-$ring-r$round" dom0 "$impl" "$impl" "$ring" 0 "$TPUT_BYTES"
