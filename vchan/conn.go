@@ -94,6 +94,7 @@ func (c *Conn) peerDomainGone() {
 func (c *Conn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	woken := false // by a wait that may have been for the other direction
 	for {
 		if err := c.readyErr(&c.rdl); err != nil {
 			return 0, c.opErr("read", err)
@@ -124,7 +125,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			// What it wrote before dying has been read (the ring is empty).
 			return 0, c.opErr("read", fmt.Errorf("peer domain %d is gone: %w", c.remote.Domain, errPeerDomainGone))
 		}
-		if c.spin(c.ep.Readable) {
+		// A wake-up that brought nothing (an event for the writer, handed
+		// on) is no sign that data is near: wait again without spinning.
+		if !woken && c.spin(c.ep.Readable) {
 			continue // data arrived while spinning: no event needed
 		}
 		c.ep.RequestNotify(ring.NotifyWrite)
@@ -134,6 +137,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if err := c.wait(c.readWake, c.writeWake, &c.rdl); err != nil {
 			return 0, c.opErr("read", err)
 		}
+		woken = true
 	}
 }
 
@@ -166,6 +170,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	total := 0
+	woken := false // see Read
 	for {
 		if err := c.readyErr(&c.wdl); err != nil {
 			return total, c.opErr("write", err)
@@ -186,9 +191,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 			}
 			total += n
 			p = p[n:]
+			woken = false
 			continue
 		}
-		if c.spin(c.ep.Writable) {
+		if !woken && c.spin(c.ep.Writable) {
 			continue // space appeared while spinning: no event needed
 		}
 		c.ep.RequestNotify(ring.NotifyRead)
@@ -198,6 +204,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err := c.wait(c.writeWake, c.readWake, &c.wdl); err != nil {
 			return total, c.opErr("write", err)
 		}
+		woken = true
 	}
 }
 
