@@ -127,7 +127,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		// A wake-up that brought nothing (an event for the writer, handed
 		// on) is no sign that data is near: wait again without spinning.
-		if !woken && c.spin(c.ep.Readable) {
+		if !woken && c.spin(c.ep.Readable, &c.rdl) {
 			continue // data arrived while spinning: no event needed
 		}
 		c.ep.RequestNotify(ring.NotifyWrite)
@@ -194,7 +194,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			woken = false
 			continue
 		}
-		if !woken && c.spin(c.ep.Writable) {
+		if !woken && c.spin(c.ep.Writable, &c.wdl) {
 			continue // space appeared while spinning: no event needed
 		}
 		c.ep.RequestNotify(ring.NotifyRead)

@@ -13,21 +13,27 @@ import (
 // each round, as in the blocking path; nothing is written to the shared
 // page, so the protocol sees a side that has not yet asked for an event.
 // ready is a method value of c.ep: it does not escape and does not allocate.
+// The spin also ends, reporting true, when the connection closes or the
+// deadline d passes, so that the caller's next check reports it: a long
+// spin wait never delays Close or outlives a deadline.
 //
 // The spin is bounded by a number of polls, not by the clock: under Xen PV
 // the clock has no vDSO and each read of it is a system call, which costs
 // as much as a whole spin on an emulated machine (docs/PERFORMANCE.md). A
 // time-bounded spin there polled a few dozen times between clock reads and
 // spent most of its time in the kernel.
-func (c *Conn) spin(ready func() (int, error)) bool {
-	d := time.Duration(c.spinWait.Load())
-	if d <= 0 {
+func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
+	wait := time.Duration(c.spinWait.Load())
+	if wait <= 0 {
 		return false
 	}
-	polls := spinPolls(d)
+	polls := spinPolls(wait)
 	yield := max(polls/spinYields, 1)
 	for i := 1; i <= polls; i++ {
 		if n, err := ready(); n > 0 || err != nil {
+			return true
+		}
+		if i%spinCheck == 0 && (isClosed(c.closed) || isClosed(d.wait())) {
 			return true
 		}
 		if i%yield == 0 {
@@ -42,6 +48,10 @@ func (c *Conn) spin(ready func() (int, error)) bool {
 
 // spinYields is how many times a full spin lets other goroutines run.
 const spinYields = 4
+
+// spinCheck is how often, in polls, the spin looks for Close and the
+// deadline: under a microsecond of polling on current hardware.
+const spinCheck = 256
 
 // pollsPerMs is how many polls of spin take a millisecond on this machine,
 // measured once (calibrateSpin).

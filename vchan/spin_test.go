@@ -1,13 +1,25 @@
 package vchan
 
 import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
 
+// spinConn is the part of a Conn that spin uses.
+func spinConn(wait time.Duration) *Conn {
+	c := &Conn{closed: make(chan struct{}), rdl: makeDeadline()}
+	c.SetSpinWait(wait)
+	return c
+}
+
 func TestSpinFindsProgress(t *testing.T) {
-	var c Conn
-	c.SetSpinWait(time.Second)
+	c := spinConn(time.Second)
 	calls := 0
 	ready := func() (int, error) {
 		calls++
@@ -16,7 +28,7 @@ func TestSpinFindsProgress(t *testing.T) {
 		}
 		return 0, nil
 	}
-	if !c.spin(ready) {
+	if !c.spin(ready, &c.rdl) {
 		t.Fatalf("spin gave up after %d polls; progress came at poll 1000 of %d", calls, spinPolls(time.Second))
 	}
 	if calls != 1000 {
@@ -25,12 +37,11 @@ func TestSpinFindsProgress(t *testing.T) {
 }
 
 func TestSpinIsBoundedByPolls(t *testing.T) {
-	var c Conn
 	d := 50 * time.Microsecond
-	c.SetSpinWait(d)
+	c := spinConn(d)
 	calls := 0
 	never := func() (int, error) { calls++; return 0, nil }
-	if c.spin(never) {
+	if c.spin(never, &c.rdl) {
 		t.Fatal("spin reported progress that never came")
 	}
 	if want := spinPolls(d); calls != want {
@@ -38,7 +49,7 @@ func TestSpinIsBoundedByPolls(t *testing.T) {
 	}
 	c.SetSpinWait(0)
 	calls = 0
-	if c.spin(never) || calls != 0 {
+	if c.spin(never, &c.rdl) || calls != 0 {
 		t.Fatalf("spinning off: spin polled %d times", calls)
 	}
 }
@@ -50,5 +61,122 @@ func TestSpinPollsScaleWithTheWait(t *testing.T) {
 	}
 	if n := spinPolls(time.Nanosecond); n < 1 {
 		t.Fatalf("spinPolls(1ns) = %d, want at least one poll", n)
+	}
+}
+
+// A spin wait longer than any test must still end at once when the
+// connection closes or the deadline passes.
+func TestSpinEndsAtCloseAndDeadline(t *testing.T) {
+	never := func() (int, error) { return 0, nil }
+	for _, end := range []string{"close", "deadline"} {
+		c := spinConn(time.Hour)
+		done := make(chan bool)
+		go func() { done <- c.spin(never, &c.rdl) }()
+		if end == "close" {
+			close(c.closed)
+		} else {
+			c.rdl.set(time.Now())
+		}
+		select {
+		case stopped := <-done:
+			if !stopped {
+				t.Errorf("%s: spin reported no progress; want true, so that the caller looks", end)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: spin with a one-hour wait still polling a minute later", end)
+		}
+		c.rdl.stop()
+	}
+}
+
+// On a connection, a Read spinning with an hour-long spin wait returns at
+// its deadline and at Close, not an hour later.
+func TestLongSpinWaitKeepsDeadlineAndClose(t *testing.T) {
+	_, srv, cli := connPair(t, 4096, 4096)
+	cli.SetSpinWait(time.Hour)
+	cli.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() { _, err := cli.Read(make([]byte, 1)); done <- err }()
+	if err := waitErr(t, done); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past its deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	cli.SetReadDeadline(time.Time{})
+	go func() { _, err := cli.Read(make([]byte, 1)); done <- err }()
+	time.Sleep(10 * time.Millisecond) // let the Read start spinning (if it has not, Close is seen first: same result)
+	cli.Close()
+	if err := waitErr(t, done); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read during Close = %v, want net.ErrClosed", err)
+	}
+	_ = srv
+}
+
+// An idle reader blocked in Read beside a blocked writer is woken with the
+// writer's events (whoever waits on the event channel hands them on), and
+// must then wait again without spinning. With an hour-long spin wait, a
+// reader that spun on such a wake-up would still be spinning when the
+// transfer ends; the test looks at its stack.
+func TestIdleReaderDoesNotSpinOnHandedOnWakeups(t *testing.T) {
+	_, srv, cli := connPair(t, 4096, 4096)
+	cli.SetSpinWait(0)
+	srv.SetSpinWait(0)
+	readDone := make(chan error, 1)
+	go func() { _, err := srv.Read(make([]byte, 1)); readDone <- err }()
+	waitForStack(t, "(*Conn).Read(", "(*Conn).wait(")
+	written := make(chan error, 1)
+	go func() { _, err := srv.Write(make([]byte, 1<<20)); written <- err }()
+	waitForStack(t, "(*Conn).Write(", "(*Conn).wait(") // the ring is full: both wait
+	srv.SetSpinWait(time.Hour)
+	if _, err := io.CopyN(io.Discard, cli, 1<<20); err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	if err := waitErr(t, written); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	spinning := goroutinesWith("(*Conn).spin(")
+	srv.Close()
+	if err := waitErr(t, readDone); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("idle Read at Close = %v, want net.ErrClosed", err)
+	}
+	if len(spinning) > 0 {
+		t.Fatalf("after the transfer the idle reader is spinning:\n%s", spinning[0])
+	}
+}
+
+// goroutinesWith returns the stacks of the goroutines whose stack holds
+// every one of frames.
+func goroutinesWith(frames ...string) []string {
+	buf := make([]byte, 1<<20)
+	var found []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		all := true
+		for _, f := range frames {
+			all = all && strings.Contains(g, f)
+		}
+		if all {
+			found = append(found, g)
+		}
+	}
+	return found
+}
+
+// waitForStack waits until some goroutine's stack holds every one of frames.
+func waitForStack(t *testing.T, frames ...string) {
+	t.Helper()
+	for start := time.Now(); len(goroutinesWith(frames...)) == 0; time.Sleep(time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("no goroutine reached %v in a minute", frames)
+		}
+	}
+}
+
+// waitErr waits for an operation that should end at once.
+func waitErr(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("still blocked a minute later")
+		return nil
 	}
 }
