@@ -28,7 +28,10 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 		return false
 	}
 	polls := spinPolls(wait)
-	yield := max(polls/spinYields, 1)
+	yield := polls + 1 // never
+	if runtime.GOMAXPROCS(0) == 1 {
+		yield = spinPolls(spinYieldEvery)
+	}
 	for i := 1; i <= polls; i++ {
 		if n, err := ready(); n > 0 || err != nil {
 			return true
@@ -37,17 +40,22 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 			return true
 		}
 		if i%yield == 0 {
-			// Let a peer goroutine of this process (the in-process
-			// simulator, or a pipeline stage) run if a P is short. Rarely:
-			// the scheduler reads the clock too.
+			// With one P, let the process's other goroutines (the
+			// in-process simulator's peer, a pipeline stage) run. With
+			// more, they have other Ps, and a yield costs much more than
+			// it gives: the scheduler wakes an idle thread to look for
+			// work (a futex wake, clock reads, an epoll_pwait, a futex
+			// sleep: each a system call, and one costs as much as a whole
+			// spin under Xen PV; docs/PERFORMANCE.md).
 			runtime.Gosched()
 		}
 	}
 	return false
 }
 
-// spinYields is how many times a full spin lets other goroutines run.
-const spinYields = 4
+// spinYieldEvery is how often a spin lets other goroutines run, in a
+// process with one P: four times in a default spin.
+const spinYieldEvery = 50 * time.Microsecond
 
 // spinCheck is how often, in polls, the spin looks for Close and the
 // deadline: under a microsecond of polling on current hardware.
