@@ -32,7 +32,7 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 	if runtime.GOMAXPROCS(0) == 1 {
 		yield = spinPolls(spinYieldEvery)
 	}
-	for i := 1; i <= polls; i++ {
+	for i := int64(1); i <= polls; i++ {
 		if n, err := ready(); n > 0 || err != nil {
 			return true
 		}
@@ -68,11 +68,14 @@ var (
 	calibrateOnce sync.Once
 )
 
-// spinPolls is the number of polls that take about d.
-func spinPolls(d time.Duration) int {
+// spinPolls is the number of polls that take about d, at least one; d is
+// taken to the microsecond and to an hour at most, so that the product
+// cannot overflow.
+func spinPolls(d time.Duration) int64 {
 	calibrateOnce.Do(calibrateSpin)
-	n := pollsPerMs.Load() * int64(d) / int64(time.Millisecond)
-	return int(min(max(n, 1), 1<<30))
+	us := int64(min(d, time.Hour) / time.Microsecond)
+	n := pollsPerMs.Load() * us / 1000
+	return max(n, 1)
 }
 
 // calibrateSpin times a loop shaped like spin's (a call through a method

@@ -44,7 +44,7 @@ func TestSpinIsBoundedByPolls(t *testing.T) {
 	if c.spin(never, &c.rdl) {
 		t.Fatal("spin reported progress that never came")
 	}
-	if want := spinPolls(d); calls != want {
+	if want := spinPolls(d); int64(calls) != want {
 		t.Fatalf("spin polled %d times, want spinPolls(%v) = %d", calls, d, want)
 	}
 	c.SetSpinWait(0)
@@ -61,6 +61,12 @@ func TestSpinPollsScaleWithTheWait(t *testing.T) {
 	}
 	if n := spinPolls(time.Nanosecond); n < 1 {
 		t.Fatalf("spinPolls(1ns) = %d, want at least one poll", n)
+	}
+	hour := spinPolls(time.Hour)
+	for _, d := range []time.Duration{24 * time.Hour, 1<<63 - 1} {
+		if n := spinPolls(d); n != hour {
+			t.Errorf("spinPolls(%v) = %d, want the one-hour count %d (no overflow)", d, n, hour)
+		}
 	}
 }
 
