@@ -269,9 +269,10 @@ const DefaultSpinWait = 200 * time.Microsecond
 // off: every wait then sleeps on the event channel at once (the choice for
 // many mostly idle connections on few cores). The default is
 // DefaultSpinWait, or 0 on the in-process Simulator. Spinning is bounded by
-// about d per wait (a number of polls measured once per process), so an
-// idle connection uses no CPU; it ends early at Close and at the deadline.
-// It may be called at any time, also during Read and Write.
+// about d per wait (a number of polls measured once per process; d counts
+// as an hour at most), so an idle connection uses no CPU; it ends early at
+// Close and at the deadline. It may be called at any time, also during Read
+// and Write.
 func (c *Conn) SetSpinWait(d time.Duration) { c.spinWait.Store(int64(d)) }
 
 // readyErr reports a closed connection, a sticky protocol error or an
