@@ -529,6 +529,7 @@ func TestCrossProcessCycles(t *testing.T) {
 		return counts{runtime.NumGoroutine(), countFDs(t), countNodes(t, xs, "/"), [2]simdaemon.Resources{d.Resources(0), d.Resources(1)}}
 	}
 	before := measure()
+	stacksBefore := goroutineStacks()
 	start := time.Now()
 	for i := range cycles {
 		cycle(i)
@@ -554,12 +555,36 @@ func TestCrossProcessCycles(t *testing.T) {
 	}
 	t.Logf("%d cycles in %v (%v each); before %+v, after %+v", cycles, elapsed.Round(time.Millisecond), (elapsed / time.Duration(cycles)).Round(time.Microsecond), before, after)
 	if leaked(after) {
-		t.Errorf("after %d cycles: %+v; before: %+v", cycles, after, before)
+		t.Errorf("after %d cycles: %+v; before: %+v; goroutines that were not there before:\n%s",
+			cycles, after, before, strings.Join(newGoroutines(stacksBefore, goroutineStacks()), "\n\n"))
 	}
 	ln.Close()
 	if r := d.Resources(0); r != (simdaemon.Resources{}) {
 		t.Errorf("dom0 holds %+v after the listener closed", r)
 	}
+}
+
+// goroutineStacks returns every goroutine's stack, keyed by its header
+// ("goroutine N [state]:" without the state).
+func goroutineStacks() map[string]string {
+	buf := make([]byte, 1<<22)
+	m := map[string]string{}
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		id, _, _ := strings.Cut(g, " [")
+		m[id] = g
+	}
+	return m
+}
+
+// newGoroutines returns the stacks in now of goroutines not in before.
+func newGoroutines(before, now map[string]string) []string {
+	var found []string
+	for id, g := range now {
+		if _, ok := before[id]; !ok {
+			found = append(found, g)
+		}
+	}
+	return found
 }
 
 // countFDs counts this process's open file descriptors.
