@@ -2,9 +2,12 @@ package vchan
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vchan-go/vchan/internal/ring"
 )
 
 // spin polls ready (Endpoint.Readable or Writable) for about the spin wait
@@ -13,15 +16,19 @@ import (
 // each round, as in the blocking path; nothing is written to the shared
 // page, so the protocol sees a side that has not yet asked for an event.
 // ready is a method value of c.ep: it does not escape and does not allocate.
-// The spin also ends, reporting true, when the connection closes or the
-// deadline d passes, so that the caller's next check reports it: a long
-// spin wait never delays Close or outlives a deadline.
+// The spin also ends, reporting true, when the connection closes, the
+// deadline d passes or the peer's live byte says it is gone, so that the
+// caller's next check reports it: a long spin wait never delays Close,
+// outlives a deadline or hides a peer's death.
 //
 // The spin is bounded by a number of polls, not by the clock: under Xen PV
 // the clock has no vDSO and each read of it is a system call, which costs
 // as much as a whole spin on an emulated machine (docs/PERFORMANCE.md). A
 // time-bounded spin there polled a few dozen times between clock reads and
-// spent most of its time in the kernel.
+// spent most of its time in the kernel. The clock is still read every
+// spinClockCheck polls, a backstop should the count be far too large for
+// this connection's polls (a calibration that met a stalled clock, a ring
+// whose memory is slow to read).
 func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 	wait := time.Duration(c.spinWait.Load())
 	if wait <= 0 {
@@ -32,12 +39,21 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 	if runtime.GOMAXPROCS(0) == 1 {
 		yield = spinPolls(spinYieldEvery)
 	}
+	var mark time.Duration
 	for i := int64(1); i <= polls; i++ {
 		if n, err := ready(); n > 0 || err != nil {
 			return true
 		}
-		if i%spinCheck == 0 && (isClosed(c.closed) || isClosed(d.wait())) {
+		if i%spinCheck == 0 && c.spinInterrupted(d) {
 			return true
+		}
+		if i%spinClockCheck == 0 {
+			now := time.Since(monoBase)
+			if mark == 0 {
+				mark = now
+			} else if now-mark >= wait {
+				return false
+			}
 		}
 		if i%yield == 0 {
 			// With one P, let the process's other goroutines (the
@@ -53,6 +69,21 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 	return false
 }
 
+// spinInterrupted reports whether the spin should stop for the caller to
+// look: the connection closed, the deadline passed, or the peer's live byte
+// is no longer open. (ep is nil only in the spin's unit tests.)
+func (c *Conn) spinInterrupted(d *deadline) bool {
+	return isClosed(c.closed) || isClosed(d.wait()) || (c.ep != nil && c.ep.PeerLive() != ring.LiveOpen)
+}
+
+// spinClockCheck is how often, in polls, the spin reads the clock.
+const spinClockCheck = 1 << 16
+
+// monoBase is the origin of spin's clock: time.Since of a time with a
+// monotonic reading reads only the monotonic clock, where time.Now reads the
+// wall clock too.
+var monoBase = time.Now()
+
 // spinYieldEvery is how often a spin lets other goroutines run, in a
 // process with one P: four times in a default spin.
 const spinYieldEvery = 50 * time.Microsecond
@@ -67,6 +98,10 @@ var (
 	pollsPerMs    atomic.Int64
 	calibrateOnce sync.Once
 )
+
+// maxPollsPerMs bounds the calibration: half a nanosecond per poll (a call
+// and an atomic load) is faster than any machine this runs on.
+const maxPollsPerMs = 2_000_000
 
 // spinPolls is the number of polls that take about d, at least one; d is
 // taken to the microsecond and to an hour at most, so that the product
@@ -89,13 +124,15 @@ func calibrateSpin() {
 	for timePolls(&p, n) < time.Millisecond && n < 1<<26 {
 		n *= 2
 	}
-	// The fastest of three: a thread descheduled while it counted would
-	// make every later spin too short.
-	best := time.Duration(1<<63 - 1)
-	for range 3 {
-		best = min(best, max(timePolls(&p, n), 1))
+	// The median of three: a thread descheduled while it counted makes one
+	// measurement too slow, a clock that stalls (Xen's PV clock keeps
+	// itself monotonic by repeating its last value) one too fast.
+	var t [3]time.Duration
+	for i := range t {
+		t[i] = max(timePolls(&p, n), 1)
 	}
-	pollsPerMs.Store(max(int64(n)*int64(time.Millisecond)/int64(best), 1))
+	slices.Sort(t[:])
+	pollsPerMs.Store(min(max(int64(n)*int64(time.Millisecond)/int64(t[1]), 1), maxPollsPerMs))
 }
 
 // timePolls times n polls of the probe.

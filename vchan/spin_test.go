@@ -186,3 +186,18 @@ func waitErr(t *testing.T, done <-chan error) error {
 		return nil
 	}
 }
+
+// A Read spinning with an hour-long spin wait returns io.EOF as soon as the
+// peer closes: the spin watches the peer's live byte (the lab's kill -9 of
+// a peer clears it; nothing else may come).
+func TestLongSpinWaitSeesPeerClose(t *testing.T) {
+	_, srv, cli := connPair(t, 4096, 4096)
+	cli.SetSpinWait(time.Hour)
+	done := make(chan error, 1)
+	go func() { _, err := cli.Read(make([]byte, 1)); done <- err }()
+	waitForStack(t, "(*Conn).Read(", "(*Conn).spin(")
+	srv.Close()
+	if err := waitErr(t, done); err != io.EOF {
+		t.Fatalf("Read when the peer closed = %v, want io.EOF", err)
+	}
+}
