@@ -35,16 +35,21 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 		return false
 	}
 	polls := spinPolls(wait)
-	yield := polls + 1 // never
+	// Everything but the poll itself happens every spinCheck polls, so
+	// that the loop makes no division; yield is a multiple of spinCheck.
+	yield := polls + spinCheck // never
 	if runtime.GOMAXPROCS(0) == 1 {
-		yield = spinPolls(spinYieldEvery)
+		yield = max(spinPolls(spinYieldEvery)/spinCheck, 1) * spinCheck
 	}
 	var mark time.Duration
 	for i := int64(1); i <= polls; i++ {
 		if n, err := ready(); n > 0 || err != nil {
 			return true
 		}
-		if i%spinCheck == 0 && c.spinInterrupted(d) {
+		if i%spinCheck != 0 {
+			continue
+		}
+		if c.spinInterrupted(d) {
 			return true
 		}
 		if i%spinClockCheck == 0 {
@@ -76,7 +81,8 @@ func (c *Conn) spinInterrupted(d *deadline) bool {
 	return isClosed(c.closed) || isClosed(d.wait()) || (c.ep != nil && c.ep.PeerLive() != ring.LiveOpen)
 }
 
-// spinClockCheck is how often, in polls, the spin reads the clock.
+// spinClockCheck is how often, in polls, the spin reads the clock: a
+// multiple of spinCheck.
 const spinClockCheck = 1 << 16
 
 // monoBase is the origin of spin's clock: time.Since of a time with a

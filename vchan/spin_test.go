@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -151,9 +150,8 @@ func TestIdleReaderDoesNotSpinOnHandedOnWakeups(t *testing.T) {
 // goroutinesWith returns the stacks of the goroutines whose stack holds
 // every one of frames.
 func goroutinesWith(frames ...string) []string {
-	buf := make([]byte, 1<<20)
 	var found []string
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+	for _, g := range goroutineStacks() {
 		all := true
 		for _, f := range frames {
 			all = all && strings.Contains(g, f)
