@@ -3,6 +3,7 @@
 package interop
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -40,9 +41,15 @@ var (
 // xenLib is where the Debian packages keep the libraries, under root.
 const xenLib = "usr/lib/x86_64-linux-gnu"
 
+// xenVersion is the libxenvchan the C peer links against:
+// $VCHAN_INTEROP_XEN, 4.17 (Debian 12's) by default or 4.20 (Debian 13's).
+// vchan-socket-proxy and libxenstore are 4.17's either way (4.20's need a
+// newer glibc than Debian 12's).
+var xenVersion = cmp.Or(os.Getenv("VCHAN_INTEROP_XEN"), "4.17")
+
 // needed are the files of the Debian packages the tests use.
 var needed = []string{
-	xenLib + "/libxenvchan.so.4.17",
+	xenLib + "/libxenvchan.so." + xenVersion,
 	xenLib + "/libxenstore.so.4",
 	xenLib + "/libxentoolcore.so.1",
 	"usr/lib/xen-4.17/bin/vchan-socket-proxy",
@@ -104,7 +111,7 @@ func setup() (*env, string, error) {
 		return nil, "", err
 	}
 	e := &env{root: root, tmp: tmp, build: filepath.Join(tmp, "b")}
-	c := []string{"make", "-s", "XEN_ROOT=" + root, "OUT=" + e.build}
+	c := []string{"make", "-s", "XEN_ROOT=" + root, "OUT=" + e.build, "XEN_VERSION=" + xenVersion}
 	if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 		os.RemoveAll(tmp)
 		return nil, "", fmt.Errorf("%s: %v\n%s", strings.Join(c, " "), err, out)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -223,6 +224,22 @@ func TestOrderChoice(t *testing.T) {
 				t.Errorf("orders (left, right): Go server %v, C server %v", orders[0], orders[1])
 			}
 		})
+	}
+}
+
+// TestPeerLoadsTheNamedLibrary: the C peer runs the libxenvchan that
+// VCHAN_INTEROP_XEN names (4.17 by default, or 4.20), read from its memory
+// map while it is connected, so a run meant for 4.20 cannot pass on 4.17.
+func TestPeerLoadsTheNamedLibrary(t *testing.T) {
+	e := getEnv(t)
+	_, p, _ := connect(t, e, true, ringCase{4096, 4096})
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "/libxenvchan.so." + xenVersion
+	if !bytes.Contains(maps, []byte(want)) {
+		t.Fatalf("the C peer's memory map has no %s:\n%s", want, maps)
 	}
 }
 

@@ -11,6 +11,9 @@
 #                     libxenvchan.a
 #   libxenstore4,     the real libxenstore, which the C binaries use against
 #   libxentoolcore1   the simulator's xenstored sockets
+#   libxenmisc4.20    libxenvchan.so.4.20 from Debian 13 (trixie), fetched
+#                     through an apt state of its own (xenlab/platform.sh);
+#                     VCHAN_INTEROP_XEN=4.20 links the C peer against it
 #
 # The cache is $VCHAN_INTEROP_CACHE, default <repo>/.cache/interop
 # (gitignored); the packages are unpacked under its root/. gcc is installed
@@ -26,6 +29,7 @@ pkgs=(libxen-dev libxenmisc4.17 xen-utils-4.17 libxenstore4 libxentoolcore1)
 # The files the interop tests use; if all exist, there is nothing to do.
 want=(
   usr/lib/x86_64-linux-gnu/libxenvchan.so.4.17
+  usr/lib/x86_64-linux-gnu/libxenvchan.so.4.20
   usr/lib/x86_64-linux-gnu/libxenvchan.a
   usr/lib/x86_64-linux-gnu/libxenstore.so.4
   usr/lib/x86_64-linux-gnu/libxentoolcore.so.1
@@ -71,6 +75,11 @@ mkdir -p "$root.tmp"
   rm -f ./*.deb
   # Sandbox::User=root: the _apt user may not be able to write the cache.
   apt-get download -qq -o APT::Sandbox::User=root "${pkgs[@]}"
+  # Debian 13's libxenvchan, from trixie's indexes in an apt state of
+  # our own (the host's sources stay as they are).
+  . "$repo/xenlab/platform.sh"
+  platform_apt trixie "$cache/apt-trixie" update
+  platform_apt trixie "$cache/apt-trixie" apt-get download -qq libxenmisc4.20
   for deb in ./*.deb; do
     dpkg -x "$deb" "$root.tmp"
   done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: gofmt, go vet, staticcheck, then the whole test
-# suite under the race detector, the examples module (net/http, gRPC, TLS,
-# yamux over vchan) likewise, then each fuzz target for a short while.
+# suite under the race detector, the interop tests again against libxenvchan
+# 4.20, the examples module (net/http, gRPC, TLS, yamux over vchan) under the
+# race detector, then each fuzz target for a short while.
 # Usage: scripts/test.sh            (FUZZTIME=10s by default; FUZZTIME=0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ echo "== staticcheck"
 "$(go env GOPATH)/bin/staticcheck" ./...
 echo "== go test -race"
 CI=${CI:-} go test -race -count=1 -timeout 20m ./...
+echo "== interop with Debian 13's libxenvchan 4.20 (the C peer relinked; see interop/README.md)"
+VCHAN_INTEROP_XEN=4.20 CI=${CI:-} go test -count=1 -timeout 10m ./interop
 echo "== examples module: go vet, staticcheck, go test -race"
 (cd examples && go vet ./... && "$(go env GOPATH)/bin/staticcheck" ./... && go test -race -count=1 -timeout 10m ./...)
 
