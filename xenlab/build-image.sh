@@ -1,84 +1,97 @@
 #!/usr/bin/env bash
-# Builds the lab's boot images from Debian's packages into a directory:
+# Builds one platform's boot images (platform.sh) from Debian's packages
+# into a directory:
 #   xen.elf            the hypervisor (multiboot ELF, booted by QEMU -kernel)
 #   vmlinuz            the Debian kernel for dom0
 #   vmlinux            the same kernel unpacked, for fast PV domU boots
 #   dom0-initrd.gz     the dom0 root: Debian + the Xen toolstack + vchan-ref
 #   domu-base.cpio     the domU root: busybox, xenstore tools, vchan-ref
 #   manifest.txt       the versions of every package inside
-# Usage: xenlab/build-image.sh OUTDIR   (needs root: debootstrap, chroot)
+# Usage: xenlab/build-image.sh PLATFORM OUTDIR APTDIR
+#   (needs root: debootstrap, chroot; APTDIR is the platform's apt state,
+#   fetched here if it has no indexes yet)
 # run.sh calls it when the inputs' hash changed; it always starts afresh.
 # shellcheck disable=SC2016 # dpkg-query and apt formats are literal
 set -euo pipefail
 
-out=${1:?usage: build-image.sh OUTDIR}
+platform=${1:?usage: build-image.sh PLATFORM OUTDIR APTDIR}
+out=${2:?usage: build-image.sh PLATFORM OUTDIR APTDIR}
+aptdir=${3:?usage: build-image.sh PLATFORM OUTDIR APTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=xenlab/platform.sh
+. "$here/platform.sh"
+platform_vars "$platform"
 work="$out.work"
 rm -rf "$work" "$out"
 mkdir -p "$work"
 t0=$(date +%s)
-step() { echo "xenlab: build: $* (+$(($(date +%s) - t0)) s)" >&2; }
+step() { echo "xenlab: build $platform: $* (+$(($(date +%s) - t0)) s)" >&2; }
 
-mirror() { # the host's Debian URI for a suite, from its apt sources
-	local suite=$1 uri
-	uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
-		awk -v s="$suite" '$2 == s { print $1; exit }')
-	echo "${uri%/}"
-}
-main_uri=$(mirror bookworm)
-sec_uri=$(mirror bookworm-security)
-[ -n "$main_uri" ] || main_uri=http://deb.debian.org/debian
-[ -n "$sec_uri" ] || sec_uri=http://deb.debian.org/debian-security
+main_uri=$(debian_uri bookworm)
+sec_uri=$(debian_uri bookworm-security)
+[ -d "$aptdir/lists" ] || platform_apt "$suite" "$aptdir" update
+papt() { platform_apt "$suite" "$aptdir" "$@"; }
 
-pkgs() { awk -v k="$1" '$1 == k { print $2 }' "$here/packages.txt"; }
+pkgs() { platform_packages "$1" "$here/packages.txt"; }
 
 # 1. The hypervisor and the kernel, unpacked from their packages.
-step "downloading boot packages"
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
-(cd "$work" && apt-get download -q xen-hypervisor-4.17-amd64 "$kpkg" >/dev/null)
+step "downloading boot packages ($suite)"
+kpkg=$(papt apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
+hvpkg=xen-hypervisor-$xen-amd64
+(cd "$work" && papt apt-get download -q "$hvpkg" "$kpkg" >/dev/null)
 mkdir -p "$work/x"
 for d in "$work"/*.deb; do dpkg -x "$d" "$work/x"; done
 kver=${kpkg#linux-image-}
-gunzip -c "$work"/x/boot/xen-4.17-amd64.gz >"$work/xen.elf"
+gunzip -c "$work/x/boot/xen-$xen-amd64.gz" >"$work/xen.elf"
 cp "$work/x/boot/vmlinuz-$kver" "$work/vmlinuz"
-python3 - "$work/vmlinuz" "$work/vmlinux" <<'EOF'
-import lzma, sys
+# The bzImage's payload (its offset and length are in the setup header);
+# bookworm's kernels compress it with xz, trixie's with zstd.
+python3 - "$work/vmlinuz" "$work/vmlinux" <<'PY'
+import lzma, struct, subprocess, sys
 data = open(sys.argv[1], "rb").read()
-off = data.find(b"\xfd7zXZ\x00")
-if off < 0:
-    sys.exit("no xz payload in the bzImage")
-d = lzma.LZMADecompressor()
-open(sys.argv[2], "wb").write(d.decompress(data[off:]))
-EOF
+setup = (data[0x1f1] or 4) + 1
+off, length = struct.unpack_from("<II", data, 0x248)
+payload = data[setup * 512 + off:setup * 512 + off + length]
+if payload.startswith(b"\xfd7zXZ\x00"):
+    out = lzma.LZMADecompressor().decompress(payload)
+elif payload.startswith(b"\x28\xb5\x2f\xfd"):
+    # (the kernel's build appends the unpacked size, 4 bytes, to the frame)
+    out = subprocess.run(["zstd", "-dcq"], input=payload[:-4], stdout=subprocess.PIPE, check=True).stdout
+else:
+    sys.exit("the bzImage's payload is neither xz nor zstd: %r" % payload[:6])
+if not out.startswith(b"\x7fELF"):
+    sys.exit("the bzImage's payload is not an ELF kernel")
+open(sys.argv[2], "wb").write(out)
+PY
 
 # 2. The dom0 root.
 step "debootstrap $main_uri"
 root="$work/rootfs"
 include=$(pkgs rootfs | paste -sd, -)
-debootstrap --variant=minbase --include="$include" bookworm "$root" "$main_uri" >"$work/debootstrap.log" 2>&1 ||
+debootstrap --variant=minbase --include="$include" "$suite" "$root" "$main_uri" >"$work/debootstrap.log" 2>&1 ||
 	{ tail -30 "$work/debootstrap.log" >&2; exit 1; }
 cleanup() { umount "$root/proc" 2>/dev/null || true; }
 trap cleanup EXIT
 mount -t proc proc "$root/proc"
 cat >"$root/etc/apt/sources.list" <<EOF
-deb $main_uri bookworm main
-deb $main_uri bookworm-updates main
-deb $sec_uri bookworm-security main
+deb $main_uri $suite main
+deb $main_uri $suite-updates main
+deb $sec_uri $suite-security main
 EOF
-step "upgrading the root from bookworm-updates and bookworm-security"
+step "upgrading the root from $suite-updates and $suite-security"
 # (xen-utils' postinst says "Can't find hypervisor information in sysfs"
 # in a chroot; harmless.)
 chroot "$root" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -y -q upgrade' >"$work/upgrade.log" 2>&1 ||
 	{ tail -30 "$work/upgrade.log" >&2; exit 1; }
-hv=$(dpkg-deb -f "$work"/xen-hypervisor-4.17-amd64_*.deb Version)
-tools=$(chroot "$root" dpkg-query -W -f '${Version}' xen-utils-4.17)
+hv=$(dpkg-deb -f "$work/$hvpkg"_*.deb Version)
+tools=$(chroot "$root" dpkg-query -W -f '${Version}' "xen-utils-$xen")
 if [ "$hv" != "$tools" ]; then
 	echo "xenlab: build: hypervisor $hv but toolstack $tools: they must match" >&2
 	exit 1
 fi
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$work/manifest.txt"
 {
-	echo "boot xen-hypervisor-4.17-amd64 $hv"
+	echo "boot $hvpkg $hv"
 	echo "boot $kpkg $(dpkg-deb -f "$work/${kpkg}"_*.deb Version)"
 } >>"$work/manifest.txt"
 
@@ -91,6 +104,11 @@ umount "$root/proc"
 # 3. Kernel modules: only what the lab loads, and their dependencies.
 step "kernel modules"
 modules=(xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd virtio_pci 9pnet_virtio 9p)
+# (trixie's kernel package keeps them under /usr/lib/modules)
+if [ ! -d "$work/x/lib/modules" ] && [ -d "$work/x/usr/lib/modules" ]; then
+	mkdir -p "$work/x/lib"
+	mv "$work/x/usr/lib/modules" "$work/x/lib/modules"
+fi
 depmod -b "$work/x" "$kver"
 mkdir -p "$root/lib/modules/$kver"
 cp "$work/x/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$kver/"

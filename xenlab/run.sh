@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Proves the vchan library on real Xen: boots Xen 4.17 and a Debian dom0
-# under QEMU (TCG), starts a PV domU, runs the project's tests in both, and
-# prints a summary (also in .cache/xenlab/summary.txt). Exits non-zero if
-# any test failed or a guest hung.
+# Proves the vchan library on real Xen: boots Xen and a Debian dom0 under
+# QEMU (TCG), starts PV domUs, runs the project's tests in them, and prints
+# a summary. Runs the plan on each platform of platform.sh (Xen 4.17 on
+# Debian 12, Xen 4.20 on Debian 13), then a table of every item per
+# platform (also in .cache/xenlab/summary.txt). Exits non-zero if any test
+# failed or a guest hung.
 #
-#   xenlab/run.sh                 everything (builds the image when needed)
+#   xenlab/run.sh                 every platform (builds images when needed)
+#   xenlab/run.sh matrix          only the table, from the last runs' results
+#   XENLAB_PLATFORM=xen-4.20      one platform (its summary in
+#                                 .cache/xenlab/xen-4.20/summary.txt)
 #   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit per boot in seconds (1500)
 #   XENLAB_XENSTORED=xenstored         one boot, the whole plan, with this
 #                                      xenstored (default: the whole plan
@@ -18,29 +23,93 @@
 #                                      revision ("base" rows in f, h, n):
 #                                      an A/B of library code in one boot
 #
-# The image (Xen, kernel, dom0 and domU roots, from Debian's packages) lives
-# in .cache/xenlab/image and is rebuilt when the hash of its inputs changes:
-# xenlab/packages.txt with the versions apt would pick, the build script and
-# the guest scripts. Go code is built here and carried in through the 9p
-# share (dom0) and an appended cpio (domU); nothing Go runs outside it.
-# Needs root (debootstrap, chroot) and Debian's apt.
+# Each platform's image (Xen, kernel, dom0 and domU roots, from Debian's
+# packages) lives in .cache/xenlab/<platform>/image and is rebuilt when the
+# hash of its inputs changes: xenlab/packages.txt with the versions apt
+# would pick, the build scripts and the guest scripts. Go code is built here
+# and carried in through the 9p share (dom0) and an appended cpio (domU);
+# nothing Go runs outside it. Needs root (debootstrap, chroot) and Debian's
+# apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-cache=$repo/.cache/xenlab
+# shellcheck source=xenlab/platform.sh
+. xenlab/platform.sh
+
+# The items of the plan, in the order of the summaries.
+items=(
+	"a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)"
+	"b. nettest.TestConn over XenHost within one domain (0x0, 64K, 1M rings)"
+	"c. dom0 <-> domU: nettest.TestConn (via a relay), Go server and client checksummed"
+	"d. interop with libxenvchan (vchan-ref), both roles, several ring sizes"
+	"e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup"
+	"f. throughput Go vs libxenvchan, dom0 <-> domU"
+	"g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy"
+	"h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU"
+	"i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other"
+	"n. counts per MiB and per round trip: switches, CPU, system calls"
+	"s. spec scenario: the sender closes right after writing, Go and C both sides, both directions"
+)
+item_status() { # RESULTS-FILE LETTER: the roll-up of every result whose id starts with "LETTER."
+	local ids
+	ids=$(awk -v p="$2." 'index($1, p) == 1' "$1" 2>/dev/null)
+	if [ -z "$ids" ]; then
+		echo "NOT RUN"
+	elif grep -q ' FAIL ' <<<"$ids"; then
+		echo FAIL
+	else
+		echo PASS
+	fi
+}
+
+# matrix: every item per platform, from each platform's last results.
+matrix() {
+	local p it line
+	echo "xenlab: items per platform ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
+	line=$(printf '%-10s' platform)
+	for p in $XENLAB_PLATFORMS; do line+=$(printf ' %-9s' "$p"); done
+	echo "$line"
+	for it in "${items[@]}"; do
+		line=
+		for p in $XENLAB_PLATFORMS; do line+=$(printf '%-10s' "$(item_status "$repo/.cache/xenlab/$p/logs/results.txt" "${it%%.*}")"); done
+		echo "$line$it"
+	done
+	for p in $XENLAB_PLATFORMS; do
+		echo "$p: $(sed -n 2p "$repo/.cache/xenlab/$p/summary.txt" 2>/dev/null || echo 'no run'); $(sed -n 1p "$repo/.cache/xenlab/$p/summary.txt" 2>/dev/null | sed 's/^xenlab summary //')"
+	done
+}
+if [ "${1:-}" = matrix ]; then
+	matrix | tee "$repo/.cache/xenlab/summary.txt"
+	exit 0
+fi
+
+# Without XENLAB_PLATFORM: each platform in turn, then the table.
+if [ -z "${XENLAB_PLATFORM:-}" ]; then
+	rc=0
+	for p in $XENLAB_PLATFORMS; do
+		XENLAB_PLATFORM=$p "$0" || rc=1
+	done
+	echo
+	matrix | tee "$repo/.cache/xenlab/summary.txt"
+	exit $rc
+fi
+platform=$XENLAB_PLATFORM
+platform_vars "$platform"
+cache=$repo/.cache/xenlab/$platform
 img=$cache/image
+aptdir=$cache/apt
 share=$cache/share
 logs=$cache/logs
 summary=$cache/summary.txt
 timeout_s=${XENLAB_TIMEOUT:-1500}
 start=$(date +%s)
 elapsed() { echo $(($(date +%s) - start)); }
-say() { echo "xenlab: [$(elapsed) s] $*" >&2; }
+say() { echo "xenlab: $platform: [$(elapsed) s] $*" >&2; }
 mkdir -p "$cache"
 
 # 1. Host tools, from Debian.
 need=()
-for p in $(awk '$1 == "host" { print $2 }' xenlab/packages.txt); do
+for p in $(platform_packages host xenlab/packages.txt); do
 	dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -50,16 +119,20 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # 2. The image, rebuilt when its inputs change.
+papt() { platform_apt "$suite" "$aptdir" "$@"; }
+say "fetching the $suite package indexes"
+papt update
 inputs_hash() {
 	{
-		cat xenlab/packages.txt xenlab/build-image.sh xenlab/guest/dom0-init.sh xenlab/guest/domu-init.sh xenlab/guest/vchan-ref.c
+		echo "$platform"
+		cat xenlab/packages.txt xenlab/platform.sh xenlab/build-image.sh xenlab/guest/dom0-init.sh xenlab/guest/domu-init.sh xenlab/guest/vchan-ref.c
 		# The versions apt would pick now, for every package named.
 		# shellcheck disable=SC2046
-		apt-cache policy $(awk '!/^#/ && NF == 2 { print $2 }' xenlab/packages.txt) 2>/dev/null | grep -E '^[^ ]|Candidate'
-		apt-cache depends linux-image-amd64 2>/dev/null | grep Depends
+		papt apt-cache policy $(platform_packages boot xenlab/packages.txt) $(platform_packages rootfs xenlab/packages.txt) 2>/dev/null | grep -E '^[^ ]|Candidate'
+		papt apt-cache depends linux-image-amd64 2>/dev/null | grep Depends
 	} | sha256sum | cut -c1-16
 }
-rx_bytes() { awk 'NR > 2 && $1 != "lo:" { sum += $2 } END { print sum + 0 }' /proc/net/dev; }
+rx_bytes() { awk 'NR > 2 && $1 != "lo:" { sum += $2 } END { printf "%.0f\n", sum }' /proc/net/dev; }
 want=$(inputs_hash)
 if [ -f "$img/hash" ] && [ "$(cat "$img/hash")" = "$want" ]; then
 	say "image $want is up to date ($img)"
@@ -67,7 +140,7 @@ else
 	say "building the image $want (Debian packages -> $img)"
 	rx0=$(rx_bytes)
 	t=$(date +%s)
-	xenlab/build-image.sh "$img"
+	xenlab/build-image.sh "$platform" "$img" "$aptdir"
 	echo "$want" >"$img/hash"
 	echo "image built in $(($(date +%s) - t)) s, downloaded about $((($(rx_bytes) - rx0) / 1048576)) MiB" >"$img/build-info.txt"
 	say "$(cat "$img/build-info.txt")"
@@ -113,7 +186,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen noautogroup XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'
@@ -139,37 +212,17 @@ boot full "${XENLAB_XENSTORED:-oxenstored}" "$plan"
 
 # 5. Summary.
 results=$logs/results.txt
-item_status() { # the roll-up of every result whose id starts with "$1."
-	local ids
-	ids=$(awk -v p="$1." 'index($1, p) == 1' "$results")
-	if [ -z "$ids" ]; then
-		echo "NOT RUN"
-	elif grep -q ' FAIL ' <<<"$ids"; then
-		echo FAIL
-	else
-		echo PASS
-	fi
-}
 {
 	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
+	echo "platform $platform: Debian $suite, xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version")"
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
-	echo "xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version")"
 	sed 's/^/boot /' "$logs/boots.txt"
 	[ "$plan" = full ] || echo "plan $plan: only some items ran"
 	[ -z "${XENLAB_BASE:-}" ] || echo "base rows: vchanpeer at $XENLAB_BASE ($(git rev-parse --short "$XENLAB_BASE")); the others at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- vchan internal xenlab/vchanpeer || echo ' + uncommitted changes')"
 	echo
-	printf '%-9s %s\n' \
-		"$(item_status a)" "a. dom0 real devices: evtchn, gnt, xenstore (socket, /dev/xen/xenbus)" \
-		"$(item_status b)" "b. nettest.TestConn over XenHost within one domain (0x0, 64K, 1M rings)" \
-		"$(item_status c)" "c. dom0 <-> domU: nettest.TestConn (via a relay), Go server and client checksummed" \
-		"$(item_status d)" "d. interop with libxenvchan (vchan-ref), both roles, several ring sizes" \
-		"$(item_status e)" "e. faults: kill -9 of the peer, xl destroy of the domU, xenstore cleanup" \
-		"$(item_status f)" "f. throughput Go vs libxenvchan, dom0 <-> domU" \
-		"$(item_status g)" "g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy" \
-		"$(item_status h)" "h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU" \
-		"$(item_status i)" "i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other" \
-		"$(item_status n)" "n. counts per MiB and per round trip: switches, CPU, system calls" \
-		"$(item_status s)" "s. spec scenario: the sender closes right after writing, Go and C both sides, both directions"
+	for it in "${items[@]}"; do
+		printf '%-9s %s\n' "$(item_status "$results" "${it%%.*}")" "$it"
+	done
 	echo "(a, b, d.self*, e.kill* ran with oxenstored and again with C xenstored: ids @xenstored)"
 	echo
 	echo "results:"

@@ -3,7 +3,9 @@
 # xenconsoled, mounts the host's share on /share, runs /share/run.sh with
 # its output on the console and in /share/run.out, and powers off.
 # Every line meant for the host starts with "XENLAB".
-export PATH=/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# /usr/lib/xen-<version>/bin: the toolstack of whichever platform this is.
+xenbin=$(echo /usr/lib/xen-[0-9]*/bin)
+export PATH=$xenbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 
 mount -t proc proc /proc
