@@ -3,13 +3,17 @@
 # Sourced by run.sh and build-image.sh.
 #
 #   xen-4.17   Debian 12 (bookworm): Xen 4.17, Linux 6.1
-#   xen-4.20   Debian 13 (trixie):   Xen 4.20, Linux 6.12
+#   xen-4.20   Debian 13 (trixie):   Xen 4.20, Linux 6.12 (on request only)
 #
 # Each platform's packages come through an apt state of its own under
 # $XENLAB_APT_DIR (apt-get update into a cache directory), so the host's
 # apt sources are left alone and any Debian host can build either image.
 
 XENLAB_PLATFORMS="xen-4.17 xen-4.20"
+# The platforms run.sh and CI run unless XENLAB_PLATFORM names one: Xen 4.20
+# with Linux 6.12 corrupts its guests' memory under QEMU 7.2's TCG (Debian
+# 12's QEMU), so it is built and run only on request (docs/XEN-4.20.md).
+XENLAB_GATING="xen-4.17"
 
 # platform_vars NAME: sets suite (Debian release) and xen (Xen version).
 platform_vars() {

@@ -83,10 +83,10 @@ if [ "${1:-}" = matrix ]; then
 	exit 0
 fi
 
-# Without XENLAB_PLATFORM: each platform in turn, then the table.
+# Without XENLAB_PLATFORM: each gating platform in turn, then the table.
 if [ -z "${XENLAB_PLATFORM:-}" ]; then
 	rc=0
-	for p in $XENLAB_PLATFORMS; do
+	for p in $XENLAB_GATING; do
 		XENLAB_PLATFORM=$p "$0" || rc=1
 	done
 	echo
@@ -95,6 +95,7 @@ if [ -z "${XENLAB_PLATFORM:-}" ]; then
 fi
 platform=$XENLAB_PLATFORM
 platform_vars "$platform"
+qemu_cpu=${XENLAB_QEMU_CPU:-qemu64}
 cache=$repo/.cache/xenlab/$platform
 img=$cache/image
 aptdir=$cache/apt
@@ -182,11 +183,11 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 	say "boot $tag: Xen + dom0 under QEMU (TCG), $xs, plan $plan, limit ${timeout_s} s; console: $logs/console-$tag.log"
 	rm -f "$share/results.txt"
 	set +e
-	timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu qemu64 -smp 2 -m 2048 \
+	timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu "$qemu_cpu" -smp 2 -m 2048 \
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen noautogroup XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'

@@ -331,16 +331,12 @@ quota_test() {
 }
 
 ### c. dom0 <-> domU
-# noautogroup: Debian 13's 6.12.118 PV domU (one vCPU) oopsed in setsid()
-# (NULL dereference in update_load_avg <- attach_entity_cfs_rq <-
-# online_fair_sched_group <- sched_autogroup_create_attach), which every
-# domU command makes; without autogroups setsid creates no task group.
 cat >/tmp/domu.cfg <<EOF
 name = "domu1"
 type = "pv"
 kernel = "/tmp/vmlinux"
 ramdisk = "/tmp/domu-initrd.cpio"
-cmdline = "console=hvc0 noautogroup"
+cmdline = "console=hvc0"
 memory = 320
 vcpus = 1
 on_crash = "preserve"
@@ -643,6 +639,34 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		exit 0
 	fi
 
+	# victim_ucmd K VICTIM-COMMAND: the domU command that runs a kill -9
+	# victim. The victim reads a pipe that never ends. The domU arms a watch
+	# on data/go-kill/K (data/armed/K says it is registered) and kills the
+	# victim when it fires, writing when (its own clock) to
+	# data/killed-at/K; dom0 writes go-kill once the survivor is connected.
+	victim_ucmd() {
+		echo "rm -f /tmp/w; sleep 1000 | $2 >/dev/null 2>/tmp/v & v=\$!; xenstore-watch -n 2 data/go-kill/$1 >/tmp/w 2>&1 & w=\$!; i=0; until [ -s /tmp/w ] || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/armed/$1 1; wait \$w; /usr/local/bin/vchanpeer -kill \$v >/tmp/k; xenstore-write data/killed-at/$1 \$(cut -d' ' -f2 /tmp/k); pkill -x sleep; cat /tmp/v"
+	}
+	# kill_verdict ID CLOSED KILLED OFFSET RTT HOW WHAT: the result of a kill
+	# -9 test whose survivor saw the close at CLOSED (ns, its clock) and whose
+	# victim died at KILLED (ns, the victim domain's clock, OFFSET ns ahead of
+	# the survivor's, measured to ± RTT/2): PASS within 100 ms.
+	kill_verdict() {
+		local id=$1 closed=$2 killed=$3 off=$4 rtt=$5 how=$6 what=$7 lat alat detail
+		if [ -z "$closed" ] || [ -z "$killed" ]; then
+			result "$id" FAIL "$what: closed-at '$closed' killed-at '$killed'"
+			return
+		fi
+		lat=$(((closed - (killed - off)) / 1000))
+		alat=${lat#-}
+		detail="$what: the Go survivor saw the close after $((lat / 1000)).$(printf %03d $((alat % 1000))) ms (clocks matched to ± $((rtt / 2000)) µs):$how"
+		if [ $lat -lt 100000 ] && [ $lat -gt $((-rtt / 1000)) ]; then
+			result "$id" PASS "$detail"
+		else
+			result "$id" FAIL "$detail (limit 100 ms)"
+		fi
+	}
+
 	### e. kill -9 across domains: a Go survivor in dom0, the victim (Go or
 	### C, client or server) in the domU. A xenstore watch in the domU kills
 	### the victim (vchanpeer -kill, which prints when) once dom0 writes
@@ -681,11 +705,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 				victim="$(ubin "$vimpl") server 0 $path -1 65536"
 				spid=
 			fi
-			# The victim reads a pipe that never ends. The domU arms a watch
-			# on data/go-kill/K (data/armed/K says it is registered) and kills
-			# the victim when it fires, writing when to data/killed-at/K; dom0
-			# writes go-kill once the survivor is connected.
-			ucmd_start "rm -f /tmp/w; sleep 1000 | $victim >/dev/null 2>/tmp/v & v=\$!; xenstore-watch -n 2 data/go-kill/$K >/tmp/w 2>&1 & w=\$!; i=0; until [ -s /tmp/w ] || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/armed/$K 1; wait \$w; /usr/local/bin/vchanpeer -kill \$v >/tmp/k; xenstore-write data/killed-at/$K \$(cut -d' ' -f2 /tmp/k); pkill -x sleep; cat /tmp/v" 60
+			ucmd_start "$(victim_ucmd $K "$victim")" 60
 			if [ "$vrole" = server ]; then
 				waitnode "$path/ring-ref" 30
 				timeout -k 2 60 "$GO" -wait-close client "$U" "$path" 0 </dev/null 2>"$L/$id.survivor.err" &
@@ -700,22 +720,10 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			xenstore-write "/local/domain/$U/data/go-kill/$K" 1
 			wait $spid
 			ucmd_wait
-			closed=$(awk '/^closed-at/ { print $2 }' "$L/$id.survivor.err")
-			killed=$(xenstore-read "/local/domain/$U/data/killed-at/$K" 2>/dev/null)
-			how=$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")
-			if [ -z "$closed" ] || [ -z "$killed" ]; then
-				result "$id" FAIL "closed-at '$closed' killed-at '$killed' (domU rc=$UC_RC): $(tail -c 300 "$L/$id.survivor.err")"
-				continue
-			fi
-			# The kill, on dom0's clock.
-			lat=$(((closed - (killed - CLOCK_OFFSET)) / 1000))
-			alat=${lat#-}
-			detail="victim $vrole/$vimpl killed in the domU, Go survivor in dom0 saw the close after $((lat / 1000)).$(printf %03d $((alat % 1000))) ms (clocks matched to ± $((CLOCK_RTT / 2000)) µs):$how"
-			if [ $lat -lt 100000 ] && [ $lat -gt $((-CLOCK_RTT / 1000)) ]; then
-				result "$id" PASS "$detail"
-			else
-				result "$id" FAIL "$detail (limit 100 ms)"
-			fi
+			kill_verdict "$id" "$(awk '/^closed-at/ { print $2 }' "$L/$id.survivor.err")" \
+				"$(xenstore-read "/local/domain/$U/data/killed-at/$K" 2>/dev/null)" "$CLOCK_OFFSET" "$CLOCK_RTT" \
+				"$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")" \
+				"victim $vrole/$vimpl killed in the domU (rc=$UC_RC), survivor in dom0"
 		done
 	fi
 
@@ -758,6 +766,104 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		idomu i.go-go go go
 		idomu i.go-c go ref
 		idomu i.c-go ref go
+
+		# i.nettest: nettest.TestConn between the domUs, both ends in domU1
+		# (a server of one vchan, a client of another) joined by a relay in
+		# domU2, so every byte crosses to domU2 and back.
+		on2 ucmd_start "/usr/local/bin/vchanpeer -dial-timeout 20s relay $U /local/domain/$U/data/rl-a /local/domain/$U2/data/rl-b 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 240
+		n2=$N
+		ucmd "VCHAN_TEST_PEER_DOMID=$U2 /usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '^TestConnAcrossDomains\$' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: TestConnAcrossDomains ' /tmp/gt.txt || exit 99; exit \$rc" 200
+		rc1=$UC_RC
+		N=$n2 on2 ucmd_wait
+		if [ "$rc1" = 0 ] && [ "$UC_RC" = 0 ]; then
+			result i.nettest PASS "nettest.TestConn in domU $U through a relay in domU $U2"
+		else
+			result i.nettest FAIL "nettest.TestConn in domU $U rc=$rc1, the relay in domU $U2 rc=$UC_RC (logs/guest-domu*.log)"
+		fi
+
+		# i.cat-*: vchan-cat between the domUs, 1 MiB each way (one
+		# transfer per direction), checked by sha256.
+		# icat ID LISTEN-DOMID DIAL-DOMID: vchan-cat -l in the first receives
+		# what vchan-cat in the second sends.
+		icat() {
+			local id=$1 ld=$2 dd=$3 nl rcl got
+			K=$((K + 1))
+			U=$ld ucmd_start "/usr/local/bin/vchan-cat -l $dd ic$K >/tmp/co 2>/tmp/ce; rc=\$?; cat /tmp/ce; xenstore-write data/csha/$K \$(sha256sum </tmp/co | cut -c1-64); exit \$rc" 120
+			nl=$N
+			waitnode "/local/domain/$ld/data/vchan/$dd/ic$K/ring-ref" 30
+			U=$dd ucmd "/usr/local/bin/vchan-cat -t 60s $ld ic$K </tmp/d1048576" 120
+			N=$nl U=$ld ucmd_wait
+			rcl=$UC_RC
+			got=$(xenstore-read "/local/domain/$ld/data/csha/$K" 2>/dev/null)
+			if [ "$rcl" = 0 ] && [ -n "$got" ] && [ "$got" = "$(xenstore-read "/local/domain/$dd/data/sums/1048576")" ]; then
+				result "$id" PASS "vchan-cat -l in domU $ld <- vchan-cat in domU $dd: 1 MiB, sha256 ok"
+			else
+				result "$id" FAIL "vchan-cat -l in domU $ld (rc=$rcl) <- vchan-cat in domU $dd: sha256 ${got:0:12} (logs/guest-domu*.log)"
+			fi
+		}
+		icat i.cat-to-domU1 "$U" "$U2"
+		icat i.cat-to-domU2 "$U2" "$U"
+
+		# i.kill-*: kill -9 of a peer (Go or C, client or server) in domU2,
+		# a Go survivor in domU1, which must see the close within 100 ms.
+		# The domUs' clocks differ: domU1 measures domU2's offset over a
+		# vchan first (vchanpeer -clock, as for e.kill-domU).
+		K=$((K + 1))
+		cpath=/local/domain/$U2/data/c$K
+		on2 ucmd_start "/usr/local/bin/vchanpeer -clock 200 server $U $cpath 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 60
+		n2=$N
+		waitnode "$cpath/ring-ref" 30
+		ucmd "/usr/local/bin/vchanpeer -clock 200 client $U2 $cpath 0 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/clock2 \"\$(grep clock-offset-ns /tmp/e)\"; exit \$rc" 60
+		N=$n2 on2 ucmd_wait
+		clock2=$(xenstore-read "/local/domain/$U/data/clock2" 2>/dev/null)
+		off2=$(echo "$clock2" | awk '{ print $2 }') rtt2=$(echo "$clock2" | awk '{ print $4 }')
+		if [ -z "$off2" ]; then
+			result i.kill-clock FAIL "no clock offset between domU $U and domU $U2: '$clock2'"
+		else
+			log "domU $U2 clock - domU $U clock = $((off2 / 1000)) µs (± $((rtt2 / 2000)) µs)"
+			for v in client/go client/ref server/go server/ref; do
+				vrole=${v%/*} vimpl=${v#*/}
+				K=$((K + 1))
+				id=i.kill-$vrole-$vimpl
+				survivor="timeout 60 /usr/local/bin/vchanpeer -wait-close"
+				if [ "$vrole" = client ]; then
+					path=/local/domain/$U/data/k$K
+					survivor="$survivor server $U2 $path 0 65536"
+					victim="$(ubin "$vimpl") client $U $path -1"
+				else
+					path=/local/domain/$U2/data/k$K
+					survivor="$survivor client $U2 $path 0"
+					victim="$(ubin "$vimpl") server $U $path -1 65536"
+				fi
+				# The survivor in domU1 says when it is connected
+				# (data/kconn/K) and records when it saw the close.
+				scmd="$survivor </dev/null 2>/tmp/ks & s=\$!; i=0; until grep -q connected /tmp/ks || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/kconn/$K 1; wait \$s; cat /tmp/ks; xenstore-write data/kclosed/$K \"\$(grep closed-at /tmp/ks)\""
+				if [ "$vrole" = client ]; then
+					ucmd_start "$scmd" 60
+					n1=$N
+					waitnode "$path/ring-ref" 30
+					on2 ucmd_start "$(victim_ucmd $K "$victim")" 60
+					n2=$N
+				else
+					on2 ucmd_start "$(victim_ucmd $K "$victim")" 60
+					n2=$N
+					waitnode "$path/ring-ref" 30
+					ucmd_start "$scmd" 60
+					n1=$N
+				fi
+				waitnode "/local/domain/$U/data/kconn/$K" 30
+				waitnode "/local/domain/$U2/data/armed/$K" 30
+				xenstore-write "/local/domain/$U2/data/go-kill/$K" 1
+				N=$n2 on2 ucmd_wait
+				rc2=$UC_RC
+				N=$n1 ucmd_wait
+				line=$(xenstore-read "/local/domain/$U/data/kclosed/$K" 2>/dev/null)
+				kill_verdict "$id" "$(echo "$line" | awk '{ print $2 }')" \
+					"$(xenstore-read "/local/domain/$U2/data/killed-at/$K" 2>/dev/null)" "$off2" "$rtt2" \
+					" $(echo "$line" | cut -d' ' -f3-)" \
+					"victim $vrole/$vimpl killed in domU $U2 (rc=$rc2), survivor in domU $U (rc=$UC_RC)"
+			done
+		fi
 
 		# xl destroy of domU2 while domU1 holds a Go server and a Go
 		# client connection to it, both blocked in Read. Twice: with
