@@ -46,7 +46,7 @@ items=(
 	"f. throughput Go vs libxenvchan, dom0 <-> domU"
 	"g. vchan-cat dom0 <-> domU: files, -e, bridges with vchan-socket-proxy"
 	"h. 1-byte round trip Go vs libxenvchan, dom0 <-> domU"
-	"i. domU <-> domU: Go and C both roles, xl destroy of one seen by the other"
+	"i. domU <-> domU: Go and C both roles, nettest, vchan-cat, kill -9 and xl destroy of one seen by the other"
 	"n. counts per MiB and per round trip: switches, CPU, system calls"
 	"s. spec scenario: the sender closes right after writing, Go and C both sides, both directions"
 )
@@ -66,9 +66,9 @@ item_status() { # RESULTS-FILE LETTER: the roll-up of every result whose id star
 matrix() {
 	local p it line
 	echo "xenlab: items per platform ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
-	line=$(printf '%-10s' platform)
-	for p in $XENLAB_PLATFORMS; do line+=$(printf ' %-9s' "$p"); done
-	echo "$line"
+	line=
+	for p in $XENLAB_PLATFORMS; do line+=$(printf '%-10s' "$p"); done
+	echo "${line}item"
 	for it in "${items[@]}"; do
 		line=
 		for p in $XENLAB_PLATFORMS; do line+=$(printf '%-10s' "$(item_status "$repo/.cache/xenlab/$p/logs/results.txt" "${it%%.*}")"); done
