@@ -2,24 +2,26 @@
 # xenlab's platforms: a Debian release with the Xen and Linux it ships.
 # Sourced by run.sh and build-image.sh.
 #
-#   xen-4.17   Debian 12 (bookworm): Xen 4.17, Linux 6.1
-#   xen-4.20   Debian 13 (trixie):   Xen 4.20, Linux 6.12 (on request only)
+#   xen-4.17   Debian 12 (bookworm): Xen 4.17, Linux 6.1, under QEMU 7.2
+#   xen-4.20   Debian 13 (trixie):   Xen 4.20, Linux 6.12, under QEMU 10.0
 #
 # Each platform's packages come through an apt state of its own under
 # $XENLAB_APT_DIR (apt-get update into a cache directory), so the host's
 # apt sources are left alone and any Debian host can build either image.
 
 XENLAB_PLATFORMS="xen-4.17 xen-4.20"
-# The platforms run.sh and CI run unless XENLAB_PLATFORM names one: Xen 4.20
-# with Linux 6.12 corrupts its guests' memory under QEMU 7.2's TCG (Debian
-# 12's QEMU), so it is built and run only on request (docs/XEN-4.20.md).
-XENLAB_GATING="xen-4.17"
+# The platforms run.sh and CI run unless XENLAB_PLATFORM names one.
+XENLAB_GATING="xen-4.17 xen-4.20"
 
-# platform_vars NAME: sets suite (Debian release) and xen (Xen version).
+# platform_vars NAME: sets suite (Debian release), xen (Xen version) and
+# qemu_suite: the Debian release whose QEMU emulates the machine, empty for
+# the host's own (packages.txt). Xen 4.20 with Linux 6.12 corrupts its
+# guests' memory under Debian 12's QEMU 7.2 (TCG) and runs clean under
+# Debian 13's QEMU 10.0 (docs/XEN-4.20.md), which fetch-qemu.sh unpacks.
 platform_vars() {
 	case $1 in
-	xen-4.17) suite=bookworm xen=4.17 ;;
-	xen-4.20) suite=trixie xen=4.20 ;;
+	xen-4.17) suite=bookworm xen=4.17 qemu_suite= ;;
+	xen-4.20) suite=trixie xen=4.20 qemu_suite=trixie ;;
 	*)
 		echo "xenlab: unknown platform '$1' (known: $XENLAB_PLATFORMS)" >&2
 		return 1

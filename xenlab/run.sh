@@ -147,6 +147,16 @@ else
 	say "$(cat "$img/build-info.txt")"
 fi
 
+# The emulator: the host's QEMU, or the platform's release's (fetch-qemu.sh).
+qemu=qemu-system-x86_64
+if [ -n "$qemu_suite" ]; then
+	[ "$qemu_suite" = "$suite" ] || { echo "xenlab: $platform: qemu_suite must be the platform's own release ($suite)" >&2; exit 1; }
+	say "unpacking Debian $qemu_suite's QEMU when needed ($cache/qemu)"
+	xenlab/fetch-qemu.sh "$qemu_suite" "$aptdir" "$cache/qemu"
+	qemu=$cache/qemu/qemu-system-x86_64
+fi
+qemu_version=$("$qemu" --version | awk 'NR == 1 { print $4 }')
+
 # 3. The Go code under test, built here.
 say "building the Go test binaries"
 rm -rf "$share" "$logs"
@@ -183,7 +193,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 	say "boot $tag: Xen + dom0 under QEMU (TCG), $xs, plan $plan, limit ${timeout_s} s; console: $logs/console-$tag.log"
 	rm -f "$share/results.txt"
 	set +e
-	timeout -k 10 "$timeout_s" qemu-system-x86_64 -machine q35,accel=tcg -cpu "$qemu_cpu" -smp 2 -m 2048 \
+	timeout -k 10 "$timeout_s" "$qemu" -machine q35,accel=tcg -cpu "$qemu_cpu" -smp 2 -m 2048 \
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
@@ -215,7 +225,7 @@ boot full "${XENLAB_XENSTORED:-oxenstored}" "$plan"
 results=$logs/results.txt
 {
 	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
-	echo "platform $platform: Debian $suite, xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version")"
+	echo "platform $platform: Debian $suite, xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version"), QEMU $qemu_version ($qemu_cpu, TCG)"
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
 	sed 's/^/boot /' "$logs/boots.txt"
 	[ "$plan" = full ] || echo "plan $plan: only some items ran"
