@@ -632,6 +632,31 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		done
 	done
 
+	# n.profile: CPU profiles (pprof, 1000 Hz) of both Go ends of 32 MiB
+	# dom0 -> domU over 64 KiB rings, from connection to close; the
+	# domU's profile comes back to dom0 over vchan-cat, and run.sh prints
+	# the top functions of each.
+	K=$((K + 1))
+	path=/local/domain/0/data/n$K
+	NPB=33554432
+	(head -c $NPB /dev/zero | timeout -k 2 120 "$GO" -cpuprofile "$L/n.pprof.dom0" server "$U" "$path" 0 65536 >/dev/null 2>"$L/n.profile.err") &
+	pid=$!
+	waitnode "$path/ring-ref" 30
+	ucmd "/usr/local/bin/vchanpeer -cpuprofile /tmp/pprof client 0 $path $NPB >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+	wait $pid
+	rc0=$? rc1=$UC_RC
+	timeout -k 2 60 "$B/vchan-cat" -l "$U" pprof >"$L/n.pprof.domU" 2>>"$L/n.profile.err" &
+	pid=$!
+	waitnode "/local/domain/0/data/vchan/$U/pprof/ring-ref" 30
+	ucmd "/usr/local/bin/vchan-cat -t 30s 0 pprof </tmp/pprof" 60
+	wait $pid
+	rc2=$?
+	if [ "$rc0$rc1$rc2$UC_RC" = 0000 ] && [ -s "$L/n.pprof.dom0" ] && [ -s "$L/n.pprof.domU" ]; then
+		result n.profile PASS "$((NPB >> 20)) MiB dom0 -> domU, Go, CPU profiles of both ends ($(stat -c %s "$L/n.pprof.dom0") and $(stat -c %s "$L/n.pprof.domU") bytes)"
+	else
+		result n.profile FAIL "transfer dom0 rc=$rc0 domU rc=$rc1, profile copy dom0 rc=$rc2 domU rc=$UC_RC: $(tail -c 300 "$L/n.profile.err")"
+	fi
+
 	if timed_only; then
 		xl destroy domu1
 		log "dom0 test plan done (PLAN=perf)"
