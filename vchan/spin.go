@@ -39,7 +39,7 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 	// that the loop makes no division; yield is a multiple of spinCheck.
 	yield := polls + spinCheck // never
 	if runtime.GOMAXPROCS(0) == 1 {
-		yield = max(spinPolls(spinYieldEvery)/spinCheck, 1) * spinCheck
+		yield = max(spinYieldPolls()/spinCheck, 1) * spinCheck
 	}
 	var mark time.Duration
 	for i := int64(1); i <= polls; i++ {
@@ -67,7 +67,9 @@ func (c *Conn) spin(ready func() (int, error), d *deadline) bool {
 			// it gives: the scheduler wakes an idle thread to look for
 			// work (a futex wake, clock reads, an epoll_pwait, a futex
 			// sleep: each a system call, and one costs as much as a whole
-			// spin under Xen PV; docs/PERFORMANCE.md).
+			// spin under Xen PV; docs/PERFORMANCE.md). With one P the
+			// yields are spaced so that they cost a small part of the
+			// spin (spinYieldPolls).
 			runtime.Gosched()
 		}
 	}
@@ -91,8 +93,27 @@ const spinClockCheck = 1 << 16
 var monoBase = time.Now()
 
 // spinYieldEvery is how often a spin lets other goroutines run, in a
-// process with one P: four times in a default spin.
+// process with one P, where a yield is cheap: four times in a default spin.
 const spinYieldEvery = 50 * time.Microsecond
+
+// spinYieldShare bounds what yields may cost: at most one part in this
+// many of the time spent spinning. A yield with nothing else to run costs
+// a few hundred nanoseconds on Linux; in a Xen PV guest the scheduler's
+// clock read and network poll are system calls, and on the lab's emulated
+// machine a yield cost more than the 50 µs of polling between two
+// (docs/PERFORMANCE.md), so the one-P receiver spent its spin yielding.
+const spinYieldShare = 10
+
+// spinYieldMax is the longest a one-P spin polls without yielding, however
+// dear a yield: the runtime preempts a goroutine after 10 ms anyway.
+const spinYieldMax = 10 * time.Millisecond
+
+// spinYieldPolls is how many polls a spin makes between two yields in a
+// process with one P: spinYieldEvery, or longer where a yield is dear.
+func spinYieldPolls() int64 {
+	calibrateOnce.Do(calibrateSpin)
+	return max(spinPolls(spinYieldEvery), min(yieldPolls.Load(), spinPolls(spinYieldMax)))
+}
 
 // spinCheck is how often, in polls, the spin looks for Close and the
 // deadline: under a microsecond of polling on current hardware.
@@ -102,6 +123,7 @@ const spinCheck = 256
 // measured once (calibrateSpin).
 var (
 	pollsPerMs    atomic.Int64
+	yieldPolls    atomic.Int64 // polls that take spinYieldShare yields
 	calibrateOnce sync.Once
 )
 
@@ -138,7 +160,25 @@ func calibrateSpin() {
 		t[i] = max(timePolls(&p, n), 1)
 	}
 	slices.Sort(t[:])
-	pollsPerMs.Store(min(max(int64(n)*int64(time.Millisecond)/int64(t[1]), 1), maxPollsPerMs))
+	perMs := min(max(int64(n)*int64(time.Millisecond)/int64(t[1]), 1), maxPollsPerMs)
+	pollsPerMs.Store(perMs)
+	yieldPolls.Store(perMs * int64(spinYieldShare*timeYield()) / int64(time.Millisecond))
+}
+
+// timeYield measures what runtime.Gosched costs here: the fastest of three
+// batches, since other goroutines that run during a yield make it look
+// dearer than it is.
+func timeYield() time.Duration {
+	const batch = 8
+	best := time.Duration(1<<63 - 1)
+	for range 3 {
+		start := time.Now()
+		for range batch {
+			runtime.Gosched()
+		}
+		best = min(best, time.Since(start))
+	}
+	return best / batch
 }
 
 // timePolls times n polls of the probe.

@@ -69,6 +69,27 @@ func TestSpinPollsScaleWithTheWait(t *testing.T) {
 	}
 }
 
+// With one P the spin yields every 50 µs of polling where a yield is
+// cheap, and no more often than keeps yields at a tenth of the spin where
+// one is dear (a Xen PV guest), but at least every 10 ms.
+func TestSpinYieldSpacing(t *testing.T) {
+	floor, ceiling := spinPolls(spinYieldEvery), spinPolls(spinYieldMax)
+	saved := yieldPolls.Load()
+	defer yieldPolls.Store(saved)
+	t.Logf("a yield costs about %v here; yield every %d polls (%d polls per ms)", timeYield(), spinYieldPolls(), pollsPerMs.Load())
+	for _, tc := range []struct{ measured, want int64 }{
+		{0, floor},
+		{floor / 2, floor},
+		{(floor + ceiling) / 2, (floor + ceiling) / 2},
+		{ceiling * 3, ceiling},
+	} {
+		yieldPolls.Store(tc.measured)
+		if got := spinYieldPolls(); got != tc.want {
+			t.Errorf("yields measured to take %d polls: spinYieldPolls() = %d, want %d (floor %d, ceiling %d)", tc.measured, got, tc.want, floor, ceiling)
+		}
+	}
+}
+
 // A spin wait longer than any test must still end at once when the
 // connection closes or the deadline passes.
 func TestSpinEndsAtCloseAndDeadline(t *testing.T) {
