@@ -167,7 +167,9 @@ func calibrateSpin() {
 
 // timeYield measures what runtime.Gosched costs here: the fastest of three
 // batches, since other goroutines that run during a yield make it look
-// dearer than it is.
+// dearer than it is. If they run during all three, the spin yields less
+// often than it could: at worst not within one spin wait (and at least
+// every spinYieldMax), which is what it does with more than one P.
 func timeYield() time.Duration {
 	const batch = 8
 	best := time.Duration(1<<63 - 1)
