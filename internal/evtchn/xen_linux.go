@@ -197,12 +197,13 @@ func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error
 		return nil, explain(err)
 	}
 	c := &channel{sys: d.sys, fd: fd, port: Port(port), file: os.NewFile(uintptr(fd), devPath),
-		seenBound: req == ioctlBindInterdomain}
+		notify: notifyArg{Port: uint32(port)}, seenBound: req == ioctlBindInterdomain}
 	binary.NativeEndian.PutUint32(c.portBytes[:], uint32(port))
 	if c.raw, err = c.file.SyscallConn(); err != nil {
 		c.file.Close()
 		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
 	}
+	c.pollTake = c.takeFromPoller
 	// Without an eventfd (no descriptor left) every wait uses the poller.
 	c.waiter, _ = blockwait.New()
 	// Ports start enabled, but libxenvchan unmasks once after binding;
@@ -233,6 +234,14 @@ type channel struct {
 	waiter    *blockwait.Waiter // the first, blocking phase of Wait; nil if none
 	port      Port
 	portBytes [4]byte // the port as the driver reads and unmasks it
+	// Notify's ioctl argument, read-only after bind: one on Notify's stack
+	// would escape to the heap through the indirect ioctl call, an
+	// allocation per event sent.
+	notify notifyArg
+	// Wait's callback for the runtime poller and what it saw, made once
+	// at bind: a closure made in each Wait would allocate.
+	pollTake func(fd uintptr) bool
+	pollErr  error
 
 	interrupted atomic.Bool           // see Interrupt
 	failure     atomic.Pointer[error] // a failed unmask, sticky
@@ -279,12 +288,8 @@ func (c *channel) Wait(deadline time.Time) error {
 		c.clearWake()
 		return nil
 	}
-	var ioErr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		taken, err := c.take(int(fd))
-		ioErr = err
-		return taken // not taken: nothing pending, wait in the poller
-	})
+	c.pollErr = nil
+	err := c.raw.Read(c.pollTake)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.interrupted.Swap(false) {
 			c.clearWake()
@@ -298,7 +303,15 @@ func (c *channel) Wait(deadline time.Time) error {
 	if err != nil {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
-	return ioErr
+	return c.pollErr
+}
+
+// takeFromPoller is Wait's callback for the runtime poller: it takes a
+// pending event, and reports false (wait in the poller) when there is none.
+func (c *channel) takeFromPoller(fd uintptr) bool {
+	taken, err := c.take(int(fd))
+	c.pollErr = err
+	return taken
 }
 
 // statusInterval is how often a blocked Wait asks Xen whether the remote
@@ -437,8 +450,7 @@ func (c *channel) Notify() error {
 	if c.closed {
 		return ErrClosed
 	}
-	arg := notifyArg{Port: uint32(c.port)}
-	if _, err := c.sys.ioctl(c.fd, ioctlNotify, unsafe.Pointer(&arg)); err != nil {
+	if _, err := c.sys.ioctl(c.fd, ioctlNotify, unsafe.Pointer(&c.notify)); err != nil {
 		return notifyError(c.port, err)
 	}
 	return nil

@@ -596,3 +596,72 @@ func TestPeerGone(t *testing.T) {
 		t.Errorf("%d queries after a refusal, want 1", got)
 	}
 }
+
+// Notify runs for every event a connection sends: it must not allocate,
+// on the real device as on the simulator (its ioctl argument lived on the
+// stack and escaped through the indirect call: one allocation per event).
+func TestNotifyDoesNotAllocate(t *testing.T) {
+	f := &fakeDev{t: t, next: 10, peers: make(map[int]int)}
+	sys := f.sys()
+	var notified atomic.Int32
+	var port atomic.Uint32
+	sys.ioctl = func(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
+		if req != ioctlNotify {
+			return f.ioctl(fd, req, arg)
+		}
+		notified.Add(1)
+		port.Store((*notifyArg)(arg).Port)
+		return 0, nil
+	}
+	d, err := openWith(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.BindUnbound(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := c.Notify(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Notify allocated %v times per call, want 0", allocs)
+	}
+	if notified.Load() == 0 || Port(port.Load()) != c.LocalPort() {
+		t.Errorf("the notify ioctl ran %d times with port %d, want port %d", notified.Load(), port.Load(), c.LocalPort())
+	}
+}
+
+// Wait takes an event without allocating, also when it waits in the
+// runtime poller (after the blocking window, or without one): an idle
+// connection's every wake-up goes that way.
+func TestPollerWaitDoesNotAllocate(t *testing.T) {
+	defer func(w time.Duration) { blockingWindow = w }(blockingWindow)
+	blockingWindow = 0 // straight to the runtime poller
+	f, d := newFake(t)
+	c, err := d.BindUnbound(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const runs = 50
+	peer := f.peer(c)
+	for range runs + 1 { // AllocsPerRun runs its function once more
+		send(t, peer, c.LocalPort())
+	}
+	before := f.reads.Load()
+	allocs := testing.AllocsPerRun(runs, func() {
+		if err := c.Wait(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Wait in the poller allocated %v times per event, want 0", allocs)
+	}
+	if got := f.reads.Load() - before; got < runs+1 {
+		t.Errorf("the %d Waits read the handle %d times: not every event was taken", runs+1, got)
+	}
+}
