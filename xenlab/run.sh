@@ -320,12 +320,14 @@ results=$logs/results.txt
 				printf "  %-4s %-10s dom0  syscalls:%s\n", kind, impl, line
 			}' "$logs/console-full.log"
 	fi
-	for side in dom0 domU; do
-		prof=$logs/guest-full/n.pprof.$side
-		[ -s "$prof" ] || continue
-		echo
-		echo "CPU profile of the Go $side end of item n.profile (32 MiB dom0 -> domU, 64 KiB rings; $prof):"
-		go tool pprof -top -nodecount=25 "$prof" 2>/dev/null | sed -n '/^Showing\|^ *flat/,$p' | sed 's/^/  /'
+	for run in "bulk:32 MiB dom0 -> domU, 64 KiB rings" "rtt-nospin:1000 round trips, spinning off, client in the domU"; do
+		for side in dom0 domU; do
+			prof=$logs/guest-full/n.pprof.${run%%:*}.$side
+			[ -s "$prof" ] || continue
+			echo
+			echo "CPU profile of the Go $side end of item n.profile-${run%%:*} (${run#*:}; $prof):"
+			go tool pprof -top -nodecount=20 "$prof" 2>/dev/null | sed -n '/^Showing\|^ *flat/,$p' | sed 's/^/  /'
+		done
 	done
 } >"$summary"
 cat "$summary"

@@ -632,30 +632,39 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		done
 	done
 
-	# n.profile: CPU profiles (pprof, 1000 Hz) of both Go ends of 32 MiB
-	# dom0 -> domU over 64 KiB rings, from connection to close; the
-	# domU's profile comes back to dom0 over vchan-cat, and run.sh prints
-	# the top functions of each.
-	K=$((K + 1))
-	path=/local/domain/0/data/n$K
+	# n.profile-*: CPU profiles (pprof, 1000 Hz) of both Go ends, from
+	# connection to close: 32 MiB dom0 -> domU over 64 KiB rings (bulk),
+	# and 1000 round trips with spinning off (rtt-nospin: every wake-up a
+	# blocking wait). The domU's profile comes back to dom0 over vchan-cat;
+	# run.sh prints the top functions of each.
+	# profile_pair NAME DOM0-FLAGS DOMU-FLAGS EXPECT-BYTES WHAT: the server
+	# in dom0 (its stdin from STDIN_CMD), the client in the domU.
+	profile_pair() {
+		local name=$1 dom0args=$2 domuargs=$3 expect=$4 what=$5 rc0 rc1 rc2
+		K=$((K + 1))
+		path=/local/domain/0/data/n$K
+		# shellcheck disable=SC2086 # the arguments are words
+		(eval "$STDIN_CMD" | timeout -k 2 120 "$GO" -cpuprofile "$L/n.pprof.$name.dom0" $dom0args server "$U" "$path" 0 65536 >/dev/null 2>"$L/n.profile-$name.err") &
+		pid=$!
+		waitnode "$path/ring-ref" 30
+		ucmd "/usr/local/bin/vchanpeer -cpuprofile /tmp/pprof $domuargs client 0 $path $expect >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		wait $pid
+		rc0=$? rc1=$UC_RC
+		timeout -k 2 60 "$B/vchan-cat" -l "$U" pprof-$name >"$L/n.pprof.$name.domU" 2>>"$L/n.profile-$name.err" &
+		pid=$!
+		waitnode "/local/domain/0/data/vchan/$U/pprof-$name/ring-ref" 30
+		ucmd "/usr/local/bin/vchan-cat -t 30s 0 pprof-$name </tmp/pprof" 60
+		wait $pid
+		rc2=$?
+		if [ "$rc0$rc1$rc2$UC_RC" = 0000 ] && [ -s "$L/n.pprof.$name.dom0" ] && [ -s "$L/n.pprof.$name.domU" ]; then
+			result "n.profile-$name" PASS "$what, Go, CPU profiles of both ends ($(stat -c %s "$L/n.pprof.$name.dom0") and $(stat -c %s "$L/n.pprof.$name.domU") bytes)"
+		else
+			result "n.profile-$name" FAIL "dom0 rc=$rc0 domU rc=$rc1, profile copy dom0 rc=$rc2 domU rc=$UC_RC: $(tail -c 300 "$L/n.profile-$name.err")"
+		fi
+	}
 	NPB=33554432
-	(head -c $NPB /dev/zero | timeout -k 2 120 "$GO" -cpuprofile "$L/n.pprof.dom0" server "$U" "$path" 0 65536 >/dev/null 2>"$L/n.profile.err") &
-	pid=$!
-	waitnode "$path/ring-ref" 30
-	ucmd "/usr/local/bin/vchanpeer -cpuprofile /tmp/pprof client 0 $path $NPB >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
-	wait $pid
-	rc0=$? rc1=$UC_RC
-	timeout -k 2 60 "$B/vchan-cat" -l "$U" pprof >"$L/n.pprof.domU" 2>>"$L/n.profile.err" &
-	pid=$!
-	waitnode "/local/domain/0/data/vchan/$U/pprof/ring-ref" 30
-	ucmd "/usr/local/bin/vchan-cat -t 30s 0 pprof </tmp/pprof" 60
-	wait $pid
-	rc2=$?
-	if [ "$rc0$rc1$rc2$UC_RC" = 0000 ] && [ -s "$L/n.pprof.dom0" ] && [ -s "$L/n.pprof.domU" ]; then
-		result n.profile PASS "$((NPB >> 20)) MiB dom0 -> domU, Go, CPU profiles of both ends ($(stat -c %s "$L/n.pprof.dom0") and $(stat -c %s "$L/n.pprof.domU") bytes)"
-	else
-		result n.profile FAIL "transfer dom0 rc=$rc0 domU rc=$rc1, profile copy dom0 rc=$rc2 domU rc=$UC_RC: $(tail -c 300 "$L/n.profile.err")"
-	fi
+	STDIN_CMD="head -c $NPB /dev/zero" profile_pair bulk "" "" $NPB "$((NPB >> 20)) MiB dom0 -> domU"
+	STDIN_CMD="true" profile_pair rtt-nospin "-spin 0 -ping $NP" "-spin 0 -ping $NP" 0 "$NP round trips, spinning off, client in the domU"
 
 	if timed_only; then
 		xl destroy domu1
