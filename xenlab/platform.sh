@@ -11,7 +11,11 @@
 
 XENLAB_PLATFORMS="xen-4.17 xen-4.20"
 # The platforms run.sh and CI run unless XENLAB_PLATFORM names one.
-XENLAB_GATING="xen-4.17 xen-4.20"
+XENLAB_RUN="xen-4.17 xen-4.20"
+# The ones whose failure fails CI. xen-4.20 passed every item in two of
+# three full runs and failed i.nettest once, for a reason not yet found
+# (docs/XEN-4.20.md); until it is, CI runs and reports it without gating.
+XENLAB_GATING="xen-4.17"
 
 # platform_vars NAME: sets suite (Debian release), xen (Xen version) and
 # qemu_suite: the Debian release whose QEMU emulates the machine, empty for

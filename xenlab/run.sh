@@ -83,10 +83,10 @@ if [ "${1:-}" = matrix ]; then
 	exit 0
 fi
 
-# Without XENLAB_PLATFORM: each gating platform in turn, then the table.
+# Without XENLAB_PLATFORM: each platform in turn, then the table.
 if [ -z "${XENLAB_PLATFORM:-}" ]; then
 	rc=0
-	for p in $XENLAB_GATING; do
+	for p in $XENLAB_RUN; do
 		XENLAB_PLATFORM=$p "$0" || rc=1
 	done
 	echo
