@@ -9,7 +9,7 @@
 # Usage: xenlab/fetch-qemu.sh SUITE APTDIR OUTDIR
 #   (APTDIR is an apt state of platform.sh's platform_apt, with indexes)
 # run.sh calls it for the platforms whose Xen needs a newer QEMU than the
-# host's (platform.sh: qemu_suite); it is skipped when versions.txt matches
+# host's (platform.sh: own_qemu); it does nothing when versions.txt matches
 # what apt would pick now.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ papt() { platform_apt "$suite" "$aptdir" "$@"; }
 # virtual packages, shown as <name>, are provided by a listed package).
 pkgs=$(papt apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
 	--no-breaks --no-replaces --no-enhances qemu-system-x86 | awk '/^[a-z0-9]/ { print $1 }' | LC_ALL=C sort -u)
-# shellcheck disable=SC2016,SC2086 # a dpkg format; word splitting wanted
+# shellcheck disable=SC2086 # word splitting wanted
 want=$(papt apt-cache policy $pkgs | awk '/^[a-z0-9]/ { p = $1 } /Candidate:/ { print p, $2 }')
 if [ -x "$out/qemu-system-x86_64" ] && [ "$(cat "$out/versions.txt" 2>/dev/null)" = "$want" ]; then
 	exit 0

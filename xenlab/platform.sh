@@ -18,14 +18,14 @@ XENLAB_RUN="xen-4.17 xen-4.20"
 XENLAB_GATING="xen-4.17"
 
 # platform_vars NAME: sets suite (Debian release), xen (Xen version) and
-# qemu_suite: the Debian release whose QEMU emulates the machine, empty for
-# the host's own (packages.txt). Xen 4.20 with Linux 6.12 corrupts its
-# guests' memory under Debian 12's QEMU 7.2 (TCG) and runs clean under
-# Debian 13's QEMU 10.0 (docs/XEN-4.20.md), which fetch-qemu.sh unpacks.
+# own_qemu: 1 if the release's own QEMU emulates the machine (fetch-qemu.sh
+# unpacks it), empty for the host's (packages.txt). Xen 4.20 with Linux
+# 6.12 corrupts its guests' memory under Debian 12's QEMU 7.2 (TCG) and runs
+# clean under Debian 13's QEMU 10.0 (docs/XEN-4.20.md).
 platform_vars() {
 	case $1 in
-	xen-4.17) suite=bookworm xen=4.17 qemu_suite= ;;
-	xen-4.20) suite=trixie xen=4.20 qemu_suite=trixie ;;
+	xen-4.17) suite=bookworm xen=4.17 own_qemu= ;;
+	xen-4.20) suite=trixie xen=4.20 own_qemu=1 ;;
 	*)
 		echo "xenlab: unknown platform '$1' (known: $XENLAB_PLATFORMS)" >&2
 		return 1

@@ -149,10 +149,9 @@ fi
 
 # The emulator: the host's QEMU, or the platform's release's (fetch-qemu.sh).
 qemu=qemu-system-x86_64
-if [ -n "$qemu_suite" ]; then
-	[ "$qemu_suite" = "$suite" ] || { echo "xenlab: $platform: qemu_suite must be the platform's own release ($suite)" >&2; exit 1; }
-	say "unpacking Debian $qemu_suite's QEMU when needed ($cache/qemu)"
-	xenlab/fetch-qemu.sh "$qemu_suite" "$aptdir" "$cache/qemu"
+if [ -n "$own_qemu" ]; then
+	say "unpacking Debian $suite's QEMU when needed ($cache/qemu)"
+	xenlab/fetch-qemu.sh "$suite" "$aptdir" "$cache/qemu"
 	qemu=$cache/qemu/qemu-system-x86_64
 fi
 qemu_version=$("$qemu" --version | awk 'NR == 1 { print $4 }')
