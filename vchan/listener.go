@@ -31,12 +31,16 @@ type Listener struct {
 	layout ring.Layout
 	addr   *Addr
 
-	mu        sync.Mutex // serialises Accept and the teardown in Close
-	pending   *serverRing
-	dl        deadline
-	closed    chan struct{}
-	closeOnce sync.Once
-	closeErr  error
+	mu      sync.Mutex // serialises Accept and the teardown in Close
+	pending *serverRing
+	// unpublished is why no ring is offered (pending is nil), and since
+	// when: an Accept that times out meanwhile says so.
+	unpublished      error
+	unpublishedSince time.Time
+	dl               deadline
+	closed           chan struct{}
+	closeOnce        sync.Once
+	closeErr         error
 
 	// waiting is the event channel a blocked Accept waits on, for Close
 	// and SetDeadline to interrupt; nil when none waits.
@@ -273,22 +277,26 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 			return nil, opError("accept", nil, ln.addr, net.ErrClosed)
 		}
 		if isClosed(ln.dl.wait()) {
-			return nil, opError("accept", nil, ln.addr, os.ErrDeadlineExceeded)
+			return nil, opError("accept", nil, ln.addr, ln.timeoutError())
 		}
 		if ln.pending == nil {
 			// The last re-publish failed (e.g. the grant limit): try again,
 			// and wait while the shortage lasts.
 			sr, err := ln.publish(false)
 			if err != nil {
+				ln.noteUnpublished(err)
 				if !isShortage(err) {
 					return nil, opError("accept", nil, ln.addr, err)
 				}
 				if err := ln.backOff(&delay); err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						err = ln.timeoutError()
+					}
 					return nil, opError("accept", nil, ln.addr, err)
 				}
 				continue
 			}
-			ln.pending = sr
+			ln.pending, ln.unpublished = sr, nil
 			delay = 0
 		}
 		sr := ln.pending
@@ -326,10 +334,45 @@ func (ln *Listener) AcceptVchan() (*Conn, error) {
 		var err error
 		if ln.pending, err = ln.publish(false); err != nil {
 			ln.withdraw()
+			ln.noteUnpublished(err)
 		}
 		return c, nil
 	}
 }
+
+// noteUnpublished records why the Listener offers no ring, keeping the
+// time of the first failure in a row.
+func (ln *Listener) noteUnpublished(err error) {
+	if ln.unpublished == nil {
+		ln.unpublishedSince = time.Now()
+	}
+	ln.unpublished = err
+}
+
+// timeoutError is the error of an Accept whose deadline passed: the plain
+// timeout, or, while no ring is offered, a timeout that also says why, so
+// that a server whose clients cannot connect learns the cause.
+func (ln *Listener) timeoutError() error {
+	if ln.pending != nil || ln.unpublished == nil {
+		return os.ErrDeadlineExceeded
+	}
+	return &unpublishedError{cause: ln.unpublished, since: time.Since(ln.unpublishedSince)}
+}
+
+// unpublishedError is an Accept timeout while the Listener could offer
+// clients no ring. It is os.ErrDeadlineExceeded and the cause (errors.Is
+// finds both), a timeout, and temporary: a shortage passes.
+type unpublishedError struct {
+	cause error
+	since time.Duration
+}
+
+func (e *unpublishedError) Error() string {
+	return fmt.Sprintf("%v: no ring offered to clients for %v: %v", os.ErrDeadlineExceeded, e.since.Round(time.Millisecond), e.cause)
+}
+func (e *unpublishedError) Unwrap() []error { return []error{os.ErrDeadlineExceeded, e.cause} }
+func (e *unpublishedError) Timeout() bool   { return true }
+func (e *unpublishedError) Temporary() bool { return true }
 
 // waitConnect waits for an event on the waiting ring's channel (the client
 // connecting), an interruption by Close or SetDeadline, or the deadline.

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vchan-go/vchan/internal/gnt"
 	"github.com/vchan-go/vchan/internal/ring"
 	"github.com/vchan-go/vchan/internal/simd/simdaemon"
 	"github.com/vchan-go/vchan/internal/testutil"
@@ -246,6 +248,46 @@ func TestAcceptSurvivesGrantLimit(t *testing.T) {
 			t.Fatalf("the second connection read %q, %v", buf, err)
 		}
 	})
+}
+
+// TestAcceptTimeoutSaysWhy: an Accept whose deadline passes while the
+// Listener cannot offer a ring (here the grant limit, held by the first
+// connection) fails as a timeout that names the cause; one that times out
+// with a ring offered is the plain timeout.
+func TestAcceptTimeoutSaysWhy(t *testing.T) {
+	srv, cli, _ := hostPair(t, false, SimulatorConfig{})
+	ln, err := Listen(1, "why", &Config{Host: srv, ReadBufferSize: MaxRingSize, WriteBufferSize: MaxRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	c1, err := Dial(0, "why", &Config{Host: cli})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	s1, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err = ln.Accept()
+	t.Logf("Accept while short of grants, past its deadline: %v", err)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) ||
+		!errors.Is(err, gnt.ErrNoSpace) || !strings.Contains(err.Error(), "no ring offered") {
+		t.Fatalf("Accept = %v; want a timeout that is os.ErrDeadlineExceeded and gnt.ErrNoSpace and says no ring is offered", err)
+	}
+	s1.Close()
+	c1.Close()
+	// The shortage is over: the next Accept offers a ring, and its timeout
+	// is the plain one.
+	ln.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	_, err = ln.Accept()
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, gnt.ErrNoSpace) || strings.Contains(err.Error(), "no ring offered") {
+		t.Fatalf("Accept with a ring offered, past its deadline = %v; want the plain timeout", err)
+	}
 }
 
 // TestManyDialsAtOnce: 64 clients dial one Listener at once; each is
