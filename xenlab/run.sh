@@ -19,6 +19,10 @@
 #   XENLAB_QUOTA=0                     skip the many-Listeners quota test
 #   XENLAB_PLAN=perf                   one boot, only the timed items (f, h,
 #                                      n): for A/Bs, not a test of the code
+#   XENLAB_PLAN=domus XENLAB_REPEAT=20 one boot, only the domU <-> domU
+#                                      nettest (i.nettest), repeated up to
+#                                      20 times or 15 minutes: a hunt for
+#                                      a rare failure
 #   XENLAB_BASE=<git revision>         also time vchanpeer built from that
 #                                      revision ("base" rows in f, h, n):
 #                                      an A/B of library code in one boot
@@ -196,7 +200,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'

@@ -120,6 +120,9 @@ ln -sf "$GO" /tmp/vchanpeer-nospin
 ln -sf "$GO" /tmp/vchanpeer-p2
 IMPLS_DIAG=
 timed_only() { [ "${PLAN:-full}" = perf ]; }
+# PLAN=domus: only the domU <-> domU nettest (i.nettest), REPEAT times or
+# until DOMUS_BUDGET seconds have passed: a hunt for a rare failure.
+domus_only() { [ "${PLAN:-full}" = domus ]; }
 timed_only && IMPLS_DIAG=go-p2
 # base, base-nospin: vchanpeer built from the revision XENLAB_BASE names
 # (run.sh), for an A/B of the library code in one boot.
@@ -281,7 +284,7 @@ killtest() {
 
 log "dom0 test plan starts; $(xl info 2>/dev/null | grep -E '^(xen_version|total_memory|free_memory)' | tr -s ' ' | paste -sd' ')"
 
-if ! timed_only; then
+if ! timed_only && ! domus_only; then
 ### a. Real devices in dom0
 gotest a.evtchn evtchn.test . TestRealDevice
 gotest a.gnt gnt.test . TestRealDevices
@@ -330,6 +333,25 @@ quota_test() {
 	fi
 }
 
+on2() { local U=$U2; "$@"; } # run a ucmd step in the second domU
+
+# inettest ID: nettest.TestConn between the domUs, both ends in domU1 (a
+# server of one vchan, a client of another) joined by a relay in domU2, so
+# every byte crosses to domU2 and back.
+inettest() {
+	local id=$1 n2 rc1
+	on2 ucmd_start "/usr/local/bin/vchanpeer -dial-timeout 20s relay $U /local/domain/$U/data/rl-a /local/domain/$U2/data/rl-b 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 240
+	n2=$N
+	ucmd "VCHAN_TEST_PEER_DOMID=$U2 /usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '^TestConnAcrossDomains\$' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: TestConnAcrossDomains ' /tmp/gt.txt || exit 99; exit \$rc" 200
+	rc1=$UC_RC
+	N=$n2 on2 ucmd_wait
+	if [ "$rc1" = 0 ] && [ "$UC_RC" = 0 ]; then
+		result "$id" PASS "nettest.TestConn in domU $U through a relay in domU $U2"
+	else
+		result "$id" FAIL "nettest.TestConn in domU $U rc=$rc1, the relay in domU $U2 rc=$UC_RC (logs/guest-domu*.log)"
+	fi
+}
+
 ### c. dom0 <-> domU
 cat >/tmp/domu.cfg <<EOF
 name = "domu1"
@@ -357,6 +379,22 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	ucmd "for s in $SIZES; do head -c \$s /dev/urandom >/tmp/d\$s; xenstore-write data/sums/\$s \$(sha256sum </tmp/d\$s | cut -c1-64); done" 120
 	ucmd "ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-nospin; ln -sf /usr/local/bin/vchanpeer /tmp/vchanpeer-p2; if [ -x /usr/local/bin/base/vchanpeer ]; then mkdir -p /tmp/base; ln -sf /usr/local/bin/base/vchanpeer /tmp/base/vchanpeer-nospin; fi" 30
 	[ "$UC_RC" = 0 ] || result c.domu-data FAIL "making data in the domU: rc=$UC_RC"
+	if domus_only; then
+		sed 's/^name = "domu1"/name = "domu2"/; s/^memory = 320/memory = 256/' /tmp/domu.cfg >/tmp/domu2.cfg
+		if timeout 120 xl create /tmp/domu2.cfg >"$L/xl-create2.txt" 2>&1 && U2=$(xl domid domu2) && waitnode "/local/domain/$U2/data/ready" 90; then
+			r=0
+			while [ $r -lt "${REPEAT:-20}" ] && [ $SECONDS -lt "${DOMUS_BUDGET:-900}" ]; do
+				r=$((r + 1))
+				inettest "i.nettest-$r"
+			done
+			log "i.nettest: $r runs, $(grep -c '^i.nettest-[0-9]* FAIL' "$R" 2>/dev/null) failed"
+		else
+			result i.domu2-boot FAIL "second domU did not come up: $(tail -c 400 "$L/xl-create2.txt" 2>/dev/null)"
+		fi
+		log "dom0 test plan done (PLAN=domus)"
+		echo "XENLAB-DONE"
+		exit 0
+	fi
 	if ! timed_only; then
 	gotest_domu() { # ID TESTREGEX MUSTPASS: guesttest.test in the domU
 		ucmd "/usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '$2' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: $3 ' /tmp/gt.txt || exit 99; exit \$rc" 200
@@ -768,7 +806,6 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	if [ -n "$CLOCK_OFFSET" ] && ! domu_gone i.all && timeout 120 xl create /tmp/domu2.cfg >"$L/xl-create2.txt" 2>&1 &&
 		U2=$(xl domid domu2) && waitnode "/local/domain/$U2/data/ready" 90; then
 		log "domU2 $U2 ready"
-		on2() { local U=$U2; "$@"; } # run a ucmd step in the second domU
 		on2 ucmd "head -c 1048576 /dev/urandom >/tmp/d1048576; xenstore-write data/sums/1048576 \$(sha256sum </tmp/d1048576 | cut -c1-64); modprobe xen-privcmd" 60
 		ucmd "modprobe xen-privcmd; xenstore-write data/status-check \"\$(/usr/local/bin/vchanpeer -status-check)\"" 30
 		probe=$(xenstore-read "/local/domain/$U/data/status-check" 2>/dev/null)
@@ -801,19 +838,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		idomu i.go-c go ref
 		idomu i.c-go ref go
 
-		# i.nettest: nettest.TestConn between the domUs, both ends in domU1
-		# (a server of one vchan, a client of another) joined by a relay in
-		# domU2, so every byte crosses to domU2 and back.
-		on2 ucmd_start "/usr/local/bin/vchanpeer -dial-timeout 20s relay $U /local/domain/$U/data/rl-a /local/domain/$U2/data/rl-b 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 240
-		n2=$N
-		ucmd "VCHAN_TEST_PEER_DOMID=$U2 /usr/local/bin/guesttest.test -test.v -test.count=1 -test.timeout 170s -test.run '^TestConnAcrossDomains\$' >/tmp/gt.txt 2>&1; rc=\$?; cat /tmp/gt.txt; grep -q -- '--- PASS: TestConnAcrossDomains ' /tmp/gt.txt || exit 99; exit \$rc" 200
-		rc1=$UC_RC
-		N=$n2 on2 ucmd_wait
-		if [ "$rc1" = 0 ] && [ "$UC_RC" = 0 ]; then
-			result i.nettest PASS "nettest.TestConn in domU $U through a relay in domU $U2"
-		else
-			result i.nettest FAIL "nettest.TestConn in domU $U rc=$rc1, the relay in domU $U2 rc=$UC_RC (logs/guest-domu*.log)"
-		fi
+		inettest i.nettest
 
 		# i.cat-*: vchan-cat between the domUs, 1 MiB each way (one
 		# transfer per direction), checked by sha256.
