@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 	"github.com/vchan-go/vchan/vchan"
 )
 
@@ -307,13 +308,39 @@ func relay(args []string, dialTimeout time.Duration) error {
 			// The peer's listener offers its next ring at once, so the
 			// relay may dial one that the peer never uses: the end too.
 			if pairs > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-				fmt.Fprintf(os.Stderr, "vchanpeer: relay: %d pairs, done (%v)\n", pairs, err)
+				fmt.Fprintf(os.Stderr, "vchanpeer: relay: %d pairs, done (%v); %s\n", pairs, err, published(args[2]))
 				return nil
 			}
 			return fmt.Errorf("pair %d: accept: %w", pairs, err)
 		}
 		go join(a, b)
 	}
+}
+
+// published says what xenstore holds at a Listener's path, as this domain
+// reads it: after an Accept timeout, whether the ring the Listener offered
+// was there for clients to find (the Accept's error says when none could
+// be offered).
+func published(path string) string {
+	xs, err := xsclient.Dial()
+	if err != nil {
+		return fmt.Sprintf("xenstore not readable: %v", err)
+	}
+	defer xs.Close()
+	keys, err := xs.Directory(path)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", path, err)
+	}
+	out := path + ":"
+	for _, k := range keys {
+		v, err := xs.Read(path + "/" + k)
+		if err != nil {
+			out += fmt.Sprintf(" %s (%v)", k, err)
+		} else {
+			out += fmt.Sprintf(" %s=%q", k, v)
+		}
+	}
+	return out
 }
 
 // join copies both ways between a and b; when either direction ends it
