@@ -142,25 +142,30 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // drain copies what the ring holds into p in chunks, so that each chunk's
-// space goes back to the writer (with an event, if it asked for one) as
-// soon as it is copied out. An error after some bytes is left for the next
+// space goes back to a spinning writer as soon as it is copied out. A
+// sleeping writer that asked for an event gets it once, when the drain
+// ends: woken after the first chunk, it would write one chunk and sleep
+// again, and on real Xen a wake-up costs far more than the copy
+// (docs/PERFORMANCE.md). An error after some bytes is left for the next
 // call to report.
-func (c *Conn) drain(p []byte) (int, error) {
-	n := 0
+func (c *Conn) drain(p []byte) (n int, err error) {
+	notifyDue := false
 	for n < len(p) {
-		m, notify, err := c.ep.Read(p[n:min(len(p), n+copyChunk)])
-		if notify {
-			c.ch.Notify()
+		m, notify, rerr := c.ep.Read(p[n:min(len(p), n+copyChunk)])
+		notifyDue = notifyDue || notify
+		if rerr != nil && n == 0 {
+			err = rerr
+			break
 		}
-		if err != nil && n == 0 {
-			return 0, err
-		}
-		if m == 0 || err != nil {
+		if m == 0 || rerr != nil {
 			break
 		}
 		n += m
 	}
-	return n, nil
+	if notifyDue {
+		c.ch.Notify()
+	}
+	return n, err
 }
 
 // Write writes all of p, blocking while the ring is full, until the write
@@ -171,6 +176,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	total := 0
 	woken := false // see Read
+	// A sleeping reader that asked for an event gets it once, before this
+	// Write waits for space or returns, not after the first chunk (see
+	// drain): it then wakes to a full ring or to the whole Write.
+	notifyDue := false
+	defer func() {
+		if notifyDue {
+			c.ch.Notify()
+		}
+	}()
 	for {
 		if err := c.readyErr(&c.wdl); err != nil {
 			return total, c.opErr("write", err)
@@ -185,14 +199,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err != nil {
 			return total, c.opErr("write", c.fail(err))
 		}
+		notifyDue = notifyDue || notify
 		if n > 0 {
-			if notify {
-				c.ch.Notify()
-			}
 			total += n
 			p = p[n:]
 			woken = false
 			continue
+		}
+		if notifyDue {
+			c.ch.Notify() // the ring is full: the reader must empty it
+			notifyDue = false
 		}
 		if !woken && c.spin(c.ep.Writable, &c.wdl) {
 			continue // space appeared while spinning: no event needed
