@@ -8,6 +8,9 @@
 #
 #   xenlab/run.sh                 every platform (builds images when needed)
 #   xenlab/run.sh matrix          only the table, from the last runs' results
+#   xenlab/run.sh prepare         only build the images and fetch the
+#                                 emulators (what CI does while its unit
+#                                 tests run)
 #   XENLAB_PLATFORM=xen-4.20      one platform (its summary in
 #                                 .cache/xenlab/xen-4.20/summary.txt)
 #   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit per boot in seconds (1500)
@@ -91,8 +94,9 @@ fi
 if [ -z "${XENLAB_PLATFORM:-}" ]; then
 	rc=0
 	for p in $XENLAB_RUN; do
-		XENLAB_PLATFORM=$p "$0" || rc=1
+		XENLAB_PLATFORM=$p "$0" "$@" || rc=1
 	done
+	[ "${1:-}" != prepare ] || exit $rc
 	echo
 	matrix | tee "$repo/.cache/xenlab/summary.txt"
 	exit $rc
@@ -159,6 +163,10 @@ if [ -n "$own_qemu" ]; then
 	qemu=$cache/qemu/qemu-system-x86_64
 fi
 qemu_version=$("$qemu" --version | awk 'NR == 1 { print $4 }')
+if [ "${1:-}" = prepare ]; then
+	say "image and QEMU $qemu_version ready"
+	exit 0
+fi
 
 # 3. The Go code under test, built here.
 say "building the Go test binaries"
