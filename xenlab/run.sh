@@ -305,8 +305,8 @@ results=$logs/results.txt
 			END {
 			printf "  %-32s %10s %8s  %s\n", "peers", "µs", "vs C", "rounds (µs)"
 			c = n["ref"] ? median("ref") : 0
-			nk = split("go go-nospin go-p1 ref base base-nospin", k, " ")
-			split("Go (default spin 200 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)|Go base (XENLAB_BASE)|Go base, spinning off", label, "|")
+			nk = split("go go-nospin go-p1 ref events base base-nospin", k, " ")
+			split("Go (default spin 200 µs)|Go, spinning off|Go, GOMAXPROCS=1|C libxenvchan (blocking)|Go bare event channel, no ring|Go base (XENLAB_BASE)|Go base, spinning off", label, "|")
 			for (i = 1; i <= nk; i++)
 				if (n[k[i]]) {
 					m = median(k[i])

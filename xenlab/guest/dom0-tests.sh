@@ -507,21 +507,29 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		# (go-p1: both Go ends with GOMAXPROCS=1.) Three rounds, the
 		# implementations interleaved: the emulated machine's timing drifts.
 		for round in 1 2 3; do
-		for impl in go go-nospin go-p1 ref $IMPLS_BASE; do
+		# (events: a bare event channel, no ring, Go on both ends: the
+		# floor under go-nospin; vchanpeer -events.)
+		for impl in go go-nospin go-p1 ref events $IMPLS_BASE; do
 			K=$((K + 1))
 			path=/local/domain/$U/data/p$K
 			procs=
 			[ $impl = go-p1 ] && procs=1
-			if [ $impl != ref ]; then
-				ucmd_start "GOMAXPROCS=$procs $(ubin $impl) -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+			if [ $impl = events ]; then
+				ucmd_start "/usr/local/bin/vchanpeer -events $PINGS server 0 $path 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+				waitnode "$path" 30
+				timeout -k 2 120 "$GO" -events "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
 			else
-				ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
-			fi
-			waitnode "$path/ring-ref" 30
-			if [ $impl != ref ]; then
-				GOMAXPROCS=$procs timeout -k 2 120 "$(bin $impl)" -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
-			else
-				timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
+				if [ $impl != ref ]; then
+					ucmd_start "GOMAXPROCS=$procs $(ubin $impl) -ping $PINGS server 0 $path 0 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+				else
+					ucmd_start "/usr/local/bin/vchan-ref -ping $PINGS server 0 $path 4096 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+				fi
+				waitnode "$path/ring-ref" 30
+				if [ $impl != ref ]; then
+					GOMAXPROCS=$procs timeout -k 2 120 "$(bin $impl)" -ping "$PINGS" client "$U" "$path" 0 2>"$L/h.rtt-$impl.err"
+				else
+					timeout -k 2 120 "$REF" -ping "$PINGS" client "$U" "$path" 2>"$L/h.rtt-$impl.err"
+				fi
 			fi
 			rc0=$?
 			ucmd_wait

@@ -18,7 +18,9 @@
 // EXPECT-BYTES is ignored then. -clock N takes N samples of the peer's wall
 // clock the same way and prints the offset; -kill PID kills a process and
 // prints when (the lab's cross-domain kill test, whose two domains' wall
-// clocks differ).
+// clocks differ). -events N times N round trips of a bare event channel
+// between the two domains, with no ring (events.go): the floor under the
+// round trip with spinning off.
 //
 // A receiver prints "recv NS:BYTES:READS" on stderr: the bytes that arrived
 // after its first read, the nanoseconds they took and the reads that
@@ -65,6 +67,7 @@ func main() {
 	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
 	scenario := flag.Int("close-after-write", 0, "run the close-after-write scenario this many times (see scenario.go)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the data phase to this `file`")
+	events := flag.Int("events", 0, "time this many round trips of a bare event channel, no ring: -events N server|client PEER-DOMID PATH (see events.go)")
 	statusProbe := flag.Bool("status-check", false, "print \"status-check ok\" if this domain may ask Xen for its ports' status, else \"status-check unavailable: <why>\"")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vchanpeer [-wait-close] server|client PEER-DOMID PATH EXPECT-BYTES [RING-BYTES]")
@@ -102,6 +105,19 @@ func main() {
 		return
 	}
 	args := flag.Args()
+	if *events > 0 {
+		if len(args) != 3 || (args[0] != "server" && args[0] != "client") {
+			fatal("usage: vchanpeer -events N server|client PEER-DOMID PATH")
+		}
+		peer, err := strconv.ParseUint(args[1], 10, 16)
+		if err != nil {
+			fatal("peer domid: %v", err)
+		}
+		if err := eventRoundTrips(*events, args[0], uint16(peer), args[2], *dialTimeout); err != nil {
+			fatal("events: %v", err)
+		}
+		return
+	}
 	if *scenario > 0 {
 		if err := closeAfterWrite(*scenario, args, *dialTimeout); err != nil {
 			fatal("close-after-write: %v", err)
