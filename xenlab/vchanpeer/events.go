@@ -10,6 +10,7 @@ import (
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
+	"github.com/vchan-go/vchan/vchan"
 )
 
 // eventRoundTrips times n round trips of a bare event channel between two
@@ -36,19 +37,15 @@ func eventRoundTrips(n int, role string, peer uint16, path string, wait time.Dur
 		if ch, err = dev.BindUnbound(peer); err != nil {
 			return err
 		}
-		self, err := xs.Read("domid")
+		own, err := vchan.XenHost().DomainID()
 		if err != nil {
-			return fmt.Errorf("own domain ID: %w", err)
-		}
-		own, err := strconv.ParseUint(string(self), 10, 16)
-		if err != nil {
-			return fmt.Errorf("own domain ID %q: %w", self, err)
+			return err
 		}
 		if err := xs.Write(path, []byte(strconv.Itoa(int(ch.LocalPort())))); err != nil {
 			return err
 		}
 		defer xs.Rm(path)
-		if err := xs.SetPerms(path, []xenstore.Perm{{Domain: uint16(own), Access: xenstore.AccessNone}, {Domain: peer, Access: xenstore.AccessRead}}); err != nil {
+		if err := xs.SetPerms(path, []xenstore.Perm{{Domain: own, Access: xenstore.AccessNone}, {Domain: peer, Access: xenstore.AccessRead}}); err != nil {
 			return err
 		}
 	} else {
