@@ -9,8 +9,8 @@
 #   xenlab/run.sh                 every platform (builds images when needed)
 #   xenlab/run.sh matrix          only the table, from the last runs' results
 #   xenlab/run.sh prepare         only build the images and fetch the
-#                                 emulators (what CI does while its unit
-#                                 tests run)
+#                                 emulators (what CI does during its
+#                                 short stress run)
 #   XENLAB_PLATFORM=xen-4.20      one platform (its summary in
 #                                 .cache/xenlab/xen-4.20/summary.txt)
 #   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit per boot in seconds (1500)
