@@ -27,7 +27,7 @@ IDSUFFIX=
 result() { # id status detail...
 	local id=$1$IDSUFFIX st=$2
 	shift 2
-	echo "XENLAB-RESULT $id $st $*"
+	echo "XENLAB-RESULT $id $st $* [+$((($(now_ms) - T0) / 1000))s]"
 	echo "$id $st $*" >>"$R"
 }
 
@@ -105,6 +105,10 @@ ucmd() { ucmd_start "$1" "$2" && ucmd_wait; }
 # Data: random files of these sizes on both sides.
 SIZES="1048576 4194304 ${TPUT_BYTES:=16777216}"
 PINGS=${PINGS:-2000}
+# Rounds of the timed items f and h, the implementations interleaved in
+# each (the summary takes the medians): 3 for a table worth quoting, 1 for
+# a check that the timed paths work (CI, to keep within its time).
+ROUNDS=${ROUNDS:-3}
 for s in $SIZES; do
 	head -c "$s" /dev/urandom >"/tmp/d$s"
 	sha0[s]=$(sha256sum <"/tmp/d$s" | cut -c1-64)
@@ -504,9 +508,9 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	if ! domu_gone h.all; then
 		### h. 1-byte round trip, Go vs libxenvchan: server in the domU, client in dom0
 		# (go-nospin: both Go ends with Conn.SetSpinWait(0), blocking at once.)
-		# (go-p1: both Go ends with GOMAXPROCS=1.) Three rounds, the
+		# (go-p1: both Go ends with GOMAXPROCS=1.) ROUNDS rounds, the
 		# implementations interleaved: the emulated machine's timing drifts.
-		for round in 1 2 3; do
+		for round in $(seq "$ROUNDS"); do
 		# (events: a bare event channel, no ring, Go on both ends: the
 		# floor under go-nospin; vchanpeer -events.)
 		for impl in go go-nospin go-p1 ref events $IMPLS_BASE; do
@@ -581,9 +585,9 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	for impl in go ref; do
 		echo "XENLAB-COPY $impl dom0 $("$(bin $impl)" -copy 64 2>&1 | sed -n 's/^copy-mbs //p')"
 	done
-	# Three rounds, the implementations interleaved (the summary takes
+	# ROUNDS rounds, the implementations interleaved (the summary takes
 	# the medians): the emulated machine's timing drifts.
-	for round in 1 2 3; do
+	for round in $(seq "$ROUNDS"); do
 	for ring in 65536 1048576; do
 		for impl in go go-nospin ref $IMPLS_BASE $IMPLS_DIAG; do
 			xfer "f.$impl-to-domU-$ring-r$round" dom0 "$impl" "$impl" "$ring" "$TPUT_BYTES" 0
