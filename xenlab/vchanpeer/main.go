@@ -348,12 +348,18 @@ func published(path string) string {
 		return fmt.Sprintf("%s: %v", path, err)
 	}
 	out := path + ":"
+	if perms, err := xs.GetPerms(path); err == nil {
+		out += fmt.Sprintf(" perms %v;", perms)
+	}
 	for _, k := range keys {
 		v, err := xs.Read(path + "/" + k)
 		if err != nil {
 			out += fmt.Sprintf(" %s (%v)", k, err)
 		} else {
 			out += fmt.Sprintf(" %s=%q", k, v)
+		}
+		if perms, err := xs.GetPerms(path + "/" + k); err == nil {
+			out += fmt.Sprintf(" perms %v", perms)
 		}
 	}
 	return out
