@@ -391,7 +391,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 				r=$((r + 1))
 				inettest "i.nettest-$r"
 			done
-			log "i.nettest: $r runs, $(grep -c '^i.nettest-[0-9]* FAIL' "$R" 2>/dev/null) failed"
+			log "i.nettest: $r runs, $(grep -c '^i\.nettest-[0-9]*\(@[a-z]*\)\? FAIL' "$R" 2>/dev/null) failed"
 		else
 			result i.domu2-boot FAIL "second domU did not come up: $(tail -c 400 "$L/xl-create2.txt" 2>/dev/null)"
 		fi
