@@ -9,8 +9,8 @@
 #   xenlab/run.sh                 every platform (builds images when needed)
 #   xenlab/run.sh matrix          only the table, from the last runs' results
 #   xenlab/run.sh prepare         only build the images and fetch the
-#                                 emulators (what CI does during its
-#                                 short stress run)
+#                                 emulators (what CI does beside its
+#                                 tests and short stress run)
 #   XENLAB_PLATFORM=xen-4.20      one platform (its summary in
 #                                 .cache/xenlab/xen-4.20/summary.txt)
 #   XENLAB_TIMEOUT=900 xenlab/run.sh   QEMU's wall-clock limit per boot in seconds (1500)
@@ -210,7 +210,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=${XENLAB_ROUNDS:-3} REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=$rounds REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'
@@ -231,6 +231,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 : >"$logs/results.txt"
 : >"$logs/boots.txt"
 plan=${XENLAB_PLAN:-full}
+rounds=${XENLAB_ROUNDS:-3}
 boot full "${XENLAB_XENSTORED:-oxenstored}" "$plan"
 [ -n "${XENLAB_XENSTORED:-}" ] || [ "$plan" != full ] || boot cxenstored xenstored devices
 
@@ -242,7 +243,7 @@ results=$logs/results.txt
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
 	sed 's/^/boot /' "$logs/boots.txt"
 	[ "$plan" = full ] || echo "plan $plan: only some items ran"
-	[ "${XENLAB_ROUNDS:-3}" = 3 ] || echo "timed items f and h: ${XENLAB_ROUNDS} round(s), not 3 (XENLAB_ROUNDS)"
+	[ "$rounds" = 3 ] || echo "timed items f and h: $rounds round(s), not 3 (XENLAB_ROUNDS)"
 	[ -z "${XENLAB_BASE:-}" ] || echo "base rows: vchanpeer at $XENLAB_BASE ($(git rev-parse --short "$XENLAB_BASE")); the others at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- vchan internal xenlab/vchanpeer || echo ' + uncommitted changes')"
 	echo
 	for it in "${items[@]}"; do
