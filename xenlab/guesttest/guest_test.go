@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/vchan-go/vchan/internal/xenstore"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 	"github.com/vchan-go/vchan/vchan"
+	"github.com/vchan-go/vchan/xenlab/stalldiag"
 )
 
 const evtchnDevice = "/dev/xen/evtchn"
@@ -313,6 +315,33 @@ func TestConnAcrossDomains(t *testing.T) {
 	}
 	defer ln.Close()
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		return acceptAndDial(ln, peer, pathB, host)
+		c1, c2, stop, err = acceptAndDial(ln, peer, pathB, host)
+		if err == nil {
+			stop = watchPipe(c1, c2, stop)
+		}
+		return c1, c2, stop, err
 	})
+}
+
+// watchPipe returns stop, first arranging that a pipe not stopped within
+// 15 s prints its ends' ring state and every goroutine's stack: nettest's
+// PingPong takes an end of file for a normal end, so a stalled pipe would
+// otherwise pass silently and only delay the next (docs/XEN-4.20.md).
+func watchPipe(c1, c2 net.Conn, stop func()) func() {
+	type ringState interface {
+		Buffered() int
+		Available() int
+	}
+	start := time.Now()
+	timer := time.AfterFunc(15*time.Second, func() {
+		r1, r2 := c1.(ringState), c2.(ringState)
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "guesttest: pipe still open after %v: accepted end %d buffered, %d free; dialled end %d buffered, %d free; event channels: %s; goroutines:\n%s\n",
+			time.Since(start).Round(time.Millisecond), r1.Buffered(), r1.Available(), r2.Buffered(), r2.Available(),
+			stalldiag.EventChannels(), buf[:runtime.Stack(buf, true)])
+	})
+	return func() {
+		timer.Stop()
+		stop()
+	}
 }

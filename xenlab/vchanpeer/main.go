@@ -49,11 +49,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
 	"github.com/vchan-go/vchan/internal/xenstore/xsclient"
 	"github.com/vchan-go/vchan/vchan"
+	"github.com/vchan-go/vchan/xenlab/stalldiag"
 )
 
 func main() {
@@ -304,6 +306,7 @@ func relay(args []string, dialTimeout time.Duration) error {
 		return err
 	}
 	defer ln.Close()
+	var live joined
 	for pairs := 0; ; pairs++ {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 		a, err := vchan.DialContext(ctx, uint16(peer), args[1], &vchan.Config{Host: host, WaitForServer: true})
@@ -325,12 +328,97 @@ func relay(args []string, dialTimeout time.Duration) error {
 			// relay may dial one that the peer never uses: the end too.
 			if pairs > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 				fmt.Fprintf(os.Stderr, "vchanpeer: relay: %d pairs, done (%v); %s\n", pairs, err, published(args[2]))
+				if live.report() {
+					stalled(filepath.Dir(args[2]) + "/stall")
+				}
 				return nil
 			}
 			return fmt.Errorf("pair %d: accept: %w", pairs, err)
 		}
-		go join(a, b)
+		go live.join(pairs+1, a, b)
 	}
+}
+
+// joined tracks the relay's pairs still copying, so that a relay whose
+// peer stopped coming can say where the last pairs stand: a pair still
+// joined long after its test ended points at a wake-up that did not come
+// (docs/XEN-4.20.md).
+type joined struct {
+	mu    sync.Mutex
+	pairs map[int]*pair
+}
+
+type pair struct {
+	a, b   *vchan.Conn
+	start  time.Time
+	abDone atomic.Bool // the copy a→b ended
+	baDone atomic.Bool
+}
+
+// join copies both ways between a and b; when either direction ends it
+// closes both (what was written is still delivered).
+func (j *joined) join(n int, a, b net.Conn) {
+	p := &pair{a: a.(*vchan.Conn), b: b.(*vchan.Conn), start: time.Now()}
+	j.mu.Lock()
+	if j.pairs == nil {
+		j.pairs = map[int]*pair{}
+	}
+	j.pairs[n] = p
+	j.mu.Unlock()
+	defer func() {
+		j.mu.Lock()
+		delete(j.pairs, n)
+		j.mu.Unlock()
+	}()
+	var once sync.Once
+	closeBoth := func() { once.Do(func() { a.Close(); b.Close() }) }
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a)
+		p.abDone.Store(true)
+		closeBoth()
+		close(done)
+	}()
+	io.Copy(a, b)
+	p.baDone.Store(true)
+	closeBoth()
+	<-done
+}
+
+// report prints the pairs still joined, if any, and then every goroutine's
+// stack and this process's event-channel handles; it reports whether any
+// pair was still joined.
+func (j *joined) report() bool {
+	j.mu.Lock()
+	if len(j.pairs) == 0 {
+		j.mu.Unlock()
+		return false
+	}
+	for n, p := range j.pairs {
+		fmt.Fprintf(os.Stderr, "vchanpeer: relay: pair %d still joined after %v: a->b ended %v, b->a ended %v; a: %d buffered, %d free; b: %d buffered, %d free\n",
+			n, time.Since(p.start).Round(time.Millisecond), p.abDone.Load(), p.baDone.Load(),
+			p.a.Buffered(), p.a.Available(), p.b.Buffered(), p.b.Available())
+	}
+	j.mu.Unlock()
+	buf := make([]byte, 1<<20)
+	fmt.Fprintf(os.Stderr, "vchanpeer: relay: goroutines:\n%s\n", buf[:runtime.Stack(buf, true)])
+	fmt.Fprintf(os.Stderr, "vchanpeer: relay: event channels: %s\n", stalldiag.EventChannels())
+	return true
+}
+
+// stalled writes key, for the lab's dom0 to dump Xen's view of every event
+// channel while the stalled pairs are still bound, waits for it, and looks
+// at the event channels again.
+func stalled(key string) {
+	if xs, err := xsclient.Dial(); err == nil {
+		err = xs.Write(key, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+		xs.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vchanpeer: relay: %v\n", err)
+		}
+	}
+	time.Sleep(10 * time.Second)
+	fmt.Fprintf(os.Stderr, "vchanpeer: relay: 10 s later, event channels: %s\n", stalldiag.EventChannels())
 }
 
 // published says what xenstore holds at a Listener's path, as this domain
@@ -363,16 +451,6 @@ func published(path string) string {
 		}
 	}
 	return out
-}
-
-// join copies both ways between a and b; when either direction ends it
-// closes both (what was written is still delivered).
-func join(a, b net.Conn) {
-	var once sync.Once
-	closeBoth := func() { once.Do(func() { a.Close(); b.Close() }) }
-	go func() { io.Copy(b, a); closeBoth() }()
-	io.Copy(a, b)
-	closeBoth()
 }
 
 // clockSamples estimates the offset of the peer's wall clock from ours, as
