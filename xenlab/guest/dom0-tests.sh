@@ -388,8 +388,9 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		if timeout 120 xl create /tmp/domu2.cfg >"$L/xl-create2.txt" 2>&1 && U2=$(xl domid domu2) && waitnode "/local/domain/$U2/data/ready" 90; then
 			# The hunt for the 4.20 failure (docs/XEN-4.20.md): C xenstored
 			# traces every request and answer (domain, time, body);
-			# oxenstored logs every write in its access log; dom0 lists the
-			# relay's directory every 2 s. Kept for failed runs only.
+			# oxenstored logs reads and writes in its access log
+			# (dom0-init.sh); dom0 lists the relay's directory every 2 s.
+			# Kept for failed runs only.
 			[ "${XENSTORED:-oxenstored}" = xenstored ] &&
 				xenstore-control logfile /tmp/xs-trace.log >/dev/null && xenstore-control log on >/dev/null
 			r=0

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"syscall"
 	"testing"
@@ -335,10 +334,8 @@ func watchPipe(c1, c2 net.Conn, stop func()) func() {
 	start := time.Now()
 	timer := time.AfterFunc(15*time.Second, func() {
 		r1, r2 := c1.(ringState), c2.(ringState)
-		buf := make([]byte, 1<<20)
-		fmt.Fprintf(os.Stderr, "guesttest: pipe still open after %v: accepted end %d buffered, %d free; dialled end %d buffered, %d free; event channels: %s; goroutines:\n%s\n",
-			time.Since(start).Round(time.Millisecond), r1.Buffered(), r1.Available(), r2.Buffered(), r2.Available(),
-			stalldiag.EventChannels(), buf[:runtime.Stack(buf, true)])
+		fmt.Fprintf(os.Stderr, "guesttest: pipe still open after %v: accepted end %d buffered, %d free; dialled end %d buffered, %d free; %s\n",
+			time.Since(start).Round(time.Millisecond), r1.Buffered(), r1.Available(), r2.Buffered(), r2.Available(), stalldiag.Dump())
 	})
 	return func() {
 		timer.Stop()

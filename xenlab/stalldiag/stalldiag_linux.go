@@ -1,9 +1,3 @@
-// Package stalldiag describes, for a lab program whose connection stalled,
-// what the kernel holds for it: whether each of the process's event-channel
-// handles has an event waiting to be read. A handle with an event waiting
-// under a reader that sleeps means the wake-up was lost in this process; a
-// handle with none means the event never reached this domain's device
-// (docs/XEN-4.20.md).
 package stalldiag
 
 import (

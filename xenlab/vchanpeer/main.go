@@ -42,7 +42,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -321,7 +320,7 @@ func relay(args []string, dialTimeout time.Duration) error {
 		if err := ln.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
 			return err
 		}
-		b, err := ln.Accept()
+		b, err := ln.AcceptVchan()
 		if err != nil {
 			a.Close()
 			// The peer's listener offers its next ring at once, so the
@@ -357,8 +356,8 @@ type pair struct {
 
 // join copies both ways between a and b; when either direction ends it
 // closes both (what was written is still delivered).
-func (j *joined) join(n int, a, b net.Conn) {
-	p := &pair{a: a.(*vchan.Conn), b: b.(*vchan.Conn), start: time.Now()}
+func (j *joined) join(n int, a, b *vchan.Conn) {
+	p := &pair{a: a, b: b, start: time.Now()}
 	j.mu.Lock()
 	if j.pairs == nil {
 		j.pairs = map[int]*pair{}
@@ -385,9 +384,8 @@ func (j *joined) join(n int, a, b net.Conn) {
 	<-done
 }
 
-// report prints the pairs still joined, if any, and then every goroutine's
-// stack and this process's event-channel handles; it reports whether any
-// pair was still joined.
+// report prints the pairs still joined, if any, then stalldiag.Dump; it
+// reports whether any pair was still joined.
 func (j *joined) report() bool {
 	j.mu.Lock()
 	if len(j.pairs) == 0 {
@@ -400,9 +398,7 @@ func (j *joined) report() bool {
 			p.a.Buffered(), p.a.Available(), p.b.Buffered(), p.b.Available())
 	}
 	j.mu.Unlock()
-	buf := make([]byte, 1<<20)
-	fmt.Fprintf(os.Stderr, "vchanpeer: relay: goroutines:\n%s\n", buf[:runtime.Stack(buf, true)])
-	fmt.Fprintf(os.Stderr, "vchanpeer: relay: event channels: %s\n", stalldiag.EventChannels())
+	fmt.Fprintf(os.Stderr, "vchanpeer: relay: %s\n", stalldiag.Dump())
 	return true
 }
 
