@@ -283,8 +283,8 @@ func pingPong(c *vchan.Conn, server bool, n int) error {
 // server at PATH-A, accepts the peer's next client at PATH-B (its own
 // server, RING-BYTES each way), and copies between the two until either
 // side ends, then closes both, so that a close travels on. It returns once
-// no server appears at PATH-A, or no client at PATH-B, within dialTimeout,
-// after at least one pair.
+// no server appears at PATH-A, or no client at PATH-B, within dialTimeout
+// (see acceptNext), after at least one pair.
 func relay(args []string, dialTimeout time.Duration) error {
 	peer, err := strconv.ParseUint(args[0], 10, 16)
 	if err != nil {
@@ -317,10 +317,7 @@ func relay(args []string, dialTimeout time.Duration) error {
 			}
 			return err
 		}
-		if err := ln.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
-			return err
-		}
-		b, err := ln.AcceptVchan()
+		b, err := acceptNext(ln, &live, dialTimeout)
 		if err != nil {
 			a.Close()
 			// The peer's listener offers its next ring at once, so the
@@ -337,6 +334,26 @@ func relay(args []string, dialTimeout time.Duration) error {
 		go live.join(pairs+1, a, b)
 	}
 }
+
+// acceptNext accepts the peer's next client within dialTimeout, a wait
+// that starts over while a pair is still copying, up to busyLimit times:
+// the peer's test opens its next pipe only once the one before is done, so
+// a slow pipe (nettest's PingPong through one-vCPU domUs takes seconds) is
+// not an absent peer. A pipe stuck for longer ends the relay with a report.
+func acceptNext(ln *vchan.Listener, live *joined, dialTimeout time.Duration) (*vchan.Conn, error) {
+	for waits := 1; ; waits++ {
+		if err := ln.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+			return nil, err
+		}
+		b, err := ln.AcceptVchan()
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || waits == busyLimit || !live.busy() {
+			return b, err
+		}
+	}
+}
+
+// busyLimit bounds acceptNext's waits while a pair is still copying.
+const busyLimit = 5
 
 // joined tracks the relay's pairs still copying, so that a relay whose
 // peer stopped coming can say where the last pairs stand: a pair still
@@ -382,6 +399,13 @@ func (j *joined) join(n int, a, b *vchan.Conn) {
 	p.baDone.Store(true)
 	closeBoth()
 	<-done
+}
+
+// busy reports whether a pair is still copying.
+func (j *joined) busy() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pairs) > 0
 }
 
 // report prints the pairs still joined, if any, then stalldiag.Dump; it
