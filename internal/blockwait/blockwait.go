@@ -33,9 +33,9 @@ import "time"
 // tick) or at the end of the window. That delay is measured (nettest's
 // PingPong through a relay between one-vCPU domUs: median 17.8 s with this
 // phase, 12.2 s without); a rule that skipped the phase with one P was
-// tried and withdrawn: in the two boots measured with it, the lab's kill -9
-// items between those domUs took about twice as long, a cost not yet
-// understood (docs/XEN-4.20.md).
+// tried and withdrawn: in the three boots measured with it, the lab's
+// kill -9 items between those domUs took about twice as long, a cost not
+// yet understood (docs/XEN-4.20.md).
 const Window = 5 * time.Millisecond
 
 // Budget is how long a blocking wait may last: window, or less if deadline
