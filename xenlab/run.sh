@@ -28,6 +28,15 @@
 #                                      nettest (i.nettest), repeated up to
 #                                      20 times or 15 minutes: a hunt for
 #                                      a rare failure
+#   XENLAB_SCEN_N=100                  connections per cell of item s (CI
+#                                      runs 25)
+#   XENLAB_PLAN=faults XENLAB_MERGE=<results.txt>
+#                                      one boot, only the timing-bound fault
+#                                      items (kill -9, xl destroy); their
+#                                      results replace those of the same id
+#                                      in that earlier results file (a copy
+#                                      of it): CI's retry when only such
+#                                      items failed (.ci/run)
 #   XENLAB_BASE=<git revision>         also time vchanpeer built from that
 #                                      revision ("base" rows in f, h, n):
 #                                      an A/B of library code in one boot
@@ -210,7 +219,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=$rounds REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=$rounds SCEN_N=${XENLAB_SCEN_N:-100} REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'
@@ -235,6 +244,16 @@ rounds=${XENLAB_ROUNDS:-3}
 boot full "${XENLAB_XENSTORED:-oxenstored}" "$plan"
 [ -n "${XENLAB_XENSTORED:-}" ] || [ "$plan" != full ] || boot cxenstored xenstored devices
 
+# A retry of some items: their results replace the earlier run's of the
+# same id; the earlier run's other results stand as they were.
+merged=
+if [ -n "${XENLAB_MERGE:-}" ]; then
+	awk 'NR == FNR { redo[$1] = $0; next } $1 in redo { print redo[$1]; delete redo[$1]; next } { print }
+		END { for (id in redo) print redo[id] }' "$logs/results.txt" "$XENLAB_MERGE" >"$logs/results.merged"
+	merged=$(grep -c . "$logs/results.txt" || true)
+	mv "$logs/results.merged" "$logs/results.txt"
+fi
+
 # 5. Summary.
 results=$logs/results.txt
 {
@@ -242,7 +261,11 @@ results=$logs/results.txt
 	echo "platform $platform: Debian $suite, xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version"), QEMU $qemu_version ($qemu_cpu, TCG)"
 	[ -f "$img/build-info.txt" ] && echo "image: $(cat "$img/build-info.txt")"
 	sed 's/^/boot /' "$logs/boots.txt"
-	[ "$plan" = full ] || echo "plan $plan: only some items ran"
+	if [ -n "$merged" ]; then
+		echo "plan $plan: $merged results of this boot replace those of the same id from $XENLAB_MERGE; the others are that run's"
+	elif [ "$plan" != full ]; then
+		echo "plan $plan: only some items ran"
+	fi
 	[ "$rounds" = 3 ] || echo "timed items f and h: $rounds round(s), not 3 (XENLAB_ROUNDS)"
 	[ -z "${XENLAB_BASE:-}" ] || echo "base rows: vchanpeer at $XENLAB_BASE ($(git rev-parse --short "$XENLAB_BASE")); the others at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- vchan internal xenlab/vchanpeer || echo ' + uncommitted changes')"
 	echo
