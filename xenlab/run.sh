@@ -37,6 +37,9 @@
 #                                      in that earlier results file (a copy
 #                                      of it): CI's retry when only such
 #                                      items failed (.ci/run)
+#   XENLAB_KILL_ROUNDS=1               rounds of the kill -9 items between
+#                                      the domUs (i.kill; with XENLAB_BASE
+#                                      also the base build's, interleaved)
 #   XENLAB_BASE=<git revision>         also time vchanpeer built from that
 #                                      revision ("base" rows in f, h, n):
 #                                      an A/B of library code in one boot
@@ -219,7 +222,7 @@ boot() { # TAG XENSTORED PLAN: one boot; its console and results in $logs
 		-nographic -no-reboot \
 		-kernel "$img/xen.elf" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
-		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=$rounds SCEN_N=${XENLAB_SCEN_N:-100} REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
+		-initrd "$img/vmlinuz console=hvc0 earlyprintk=xen XENSTORED=$xs PLAN=$plan TPUT_BYTES=${XENLAB_TPUT_BYTES:-16777216} QUOTA_TEST=${XENLAB_QUOTA:-1} ROUNDS=$rounds SCEN_N=${XENLAB_SCEN_N:-100} KILL_ROUNDS=${XENLAB_KILL_ROUNDS:-1} REPEAT=${XENLAB_REPEAT:-20},$img/dom0-initrd.gz" \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
 		</dev/null 2>&1 | sed -u 's/\r//g' | tee "$logs/console-$tag.log" |
 		grep --line-buffered -E '^XENLAB-(DOM0|RESULT|LOG|FATAL|POWEROFF|DONE|TPUT|RTT|COPY|COUNT|SYSCALLS)'

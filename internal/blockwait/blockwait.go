@@ -17,6 +17,15 @@
 // A blocking wait holds an OS thread, so a Waiter is used for a short window
 // only (the caller moves on to the runtime poller after it), and Acquire
 // bounds how many goroutines of the process wait this way at once.
+//
+// A process with one P (GOMAXPROCS=1, the default on a one-vCPU domain) does
+// not wait this way at all: the blocked goroutine holds the only P, so the
+// process's other goroutines, and the poller that would wake them, wait
+// for the runtime's monitor or for the window to end. Measured on the lab's
+// Xen 4.20 between two one-vCPU domUs, in one boot with runs alternating,
+// nettest's PingPong through a relay (1000 round trips, four event-channel
+// hops each) took a median 17.8 s with this phase and 12.2 s without
+// (docs/XEN-4.20.md).
 package blockwait
 
 import "time"
@@ -28,13 +37,7 @@ import "time"
 // most waits to the poller and kept them slow, docs/PERFORMANCE.md), short
 // enough that an idle connection gives its thread back soon, and under the
 // 10 ms after which the runtime takes the P of a thread in a system call
-// away. While a goroutine blocks here, other goroutines of a GOMAXPROCS=1
-// process get the P when the runtime sees them waiting (its monitor's
-// tick) or at the end of the window: a measured cost (a relay's PingPong
-// between one-vCPU domUs took a median 17.8 s with this phase, 12.2 s
-// without). Skipping the phase with one P was tried and withdrawn until its
-// effect on kill detection between those domUs is measured in one boot
-// (docs/XEN-4.20.md).
+// away.
 const Window = 5 * time.Millisecond
 
 // Budget is how long a blocking wait may last: window, or less if deadline

@@ -114,9 +114,13 @@ var (
 )
 
 // Acquire reserves a blocking wait for the caller; it reports false when
-// the process already has its share, and the caller should then wait in
-// the runtime poller. A true result must be paired with Release.
+// the process already has its share, or has one P (see the package
+// comment), and the caller should then wait in the runtime poller. A true
+// result must be paired with Release.
 func Acquire() bool {
+	if runtime.GOMAXPROCS(0) == 1 {
+		return false
+	}
 	if active.Add(1) > limit {
 		active.Add(-1)
 		return false

@@ -3,6 +3,7 @@
 package blockwait
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -76,7 +77,18 @@ func TestWait(t *testing.T) {
 	expect(t, "after Clear", res, err, Timeout)
 }
 
+// atLeastTwoPs runs the rest of the test with two Ps or more, where Acquire
+// may grant blocking waits, whatever the machine.
+func atLeastTwoPs(t *testing.T) {
+	t.Helper()
+	if prev := runtime.GOMAXPROCS(0); prev < 2 {
+		runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+}
+
 func TestAcquireBounded(t *testing.T) {
+	atLeastTwoPs(t)
 	n := 0
 	for Acquire() {
 		n++
@@ -94,6 +106,29 @@ func TestAcquireBounded(t *testing.T) {
 		t.Fatal("Acquire refused after every reservation was released")
 	}
 	Release()
+}
+
+// TestAcquireOneP: a process with one P gets no blocking wait, and a
+// refusal there reserves nothing: with two Ps again, the whole share is
+// granted.
+func TestAcquireOneP(t *testing.T) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	if Acquire() {
+		Release()
+		t.Fatal("Acquire granted a blocking wait with GOMAXPROCS=1")
+	}
+	runtime.GOMAXPROCS(2)
+	n := 0
+	for n <= int(limit) && Acquire() {
+		n++
+	}
+	for range n {
+		Release()
+	}
+	if int64(n) != limit {
+		t.Errorf("with two Ps after refusals, Acquire granted %d, want the limit %d", n, limit)
+	}
 }
 
 // TestWaitThroughSignals: signals that interrupt ppoll (the Go runtime's

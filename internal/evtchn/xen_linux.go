@@ -24,7 +24,8 @@ package evtchn
 // A wait first blocks in ppoll on the handle for a short window
 // (internal/blockwait), where a wake-up costs the ppoll, the read and the
 // unmask, as libxenvchan's blocking read and unmask do; only a channel that
-// stays quiet longer moves to the runtime poller.
+// stays quiet longer moves to the runtime poller (where a process with one
+// P waits at once: see internal/blockwait).
 
 import (
 	"encoding/binary"

@@ -497,6 +497,11 @@ func waitInPpoll(t *testing.T) {
 // costs one read (no read that fails with EAGAIN first, as the runtime
 // poller's path makes); Interrupt and the deadline end that phase too.
 func TestBlockingPhase(t *testing.T) {
+	// With one P there is no blocking phase (internal/blockwait).
+	if prev := runtime.GOMAXPROCS(0); prev < 2 {
+		runtime.GOMAXPROCS(2)
+		defer runtime.GOMAXPROCS(prev)
+	}
 	defer func(w time.Duration) { blockingWindow = w }(blockingWindow)
 	blockingWindow = time.Hour
 	fake, d := newFake(t)

@@ -935,11 +935,19 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			result i.kill-clock FAIL "no clock offset between domU $U and domU $U2: '$clock2'"
 		else
 			log "domU $U2 clock - domU $U clock = $((off2 / 1000)) µs (± $((rtt2 / 2000)) µs)"
+			# KILL_ROUNDS rounds (XENLAB_KILL_ROUNDS); with XENLAB_BASE each
+			# round also with the base build as the Go survivor and the Go
+			# victim, interleaved: an A/B of kill detection in one boot.
+			for kround in $(seq "${KILL_ROUNDS:-1}"); do
+			for kimpl in go ${IMPLS_BASE:+base}; do
 			for v in client/go client/ref server/go server/ref; do
 				vrole=${v%/*} vimpl=${v#*/}
 				K=$((K + 1))
 				id=i.kill-$vrole-$vimpl
-				survivor="timeout 60 /usr/local/bin/vchanpeer -wait-close"
+				[ "$kimpl" = go ] || id=$id-$kimpl
+				[ "${KILL_ROUNDS:-1}" = 1 ] || id=$id-r$kround
+				[ "$vimpl" = go ] && vimpl=$kimpl
+				survivor="timeout 60 $(ubin "$kimpl") -wait-close"
 				if [ "$vrole" = client ]; then
 					path=/local/domain/$U/data/k$K
 					survivor="$survivor server $U2 $path 0 65536"
@@ -975,7 +983,9 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 				kill_verdict "$id" "$(echo "$line" | awk '{ print $2 }')" \
 					"$(xenstore-read "/local/domain/$U2/data/killed-at/$K" 2>/dev/null)" "$off2" "$rtt2" \
 					" $(echo "$line" | cut -d' ' -f3-)" \
-					"victim $vrole/$vimpl killed in domU $U2 (rc=$rc2), survivor in domU $U (rc=$UC_RC)"
+					"victim $vrole/$vimpl killed in domU $U2 (rc=$rc2), $kimpl survivor in domU $U (rc=$UC_RC)"
+			done
+			done
 			done
 		fi
 
