@@ -767,24 +767,32 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	# victim. The victim reads a pipe that never ends. The domU arms a watch
 	# on data/go-kill/K (data/armed/K says it is registered) and kills the
 	# victim when it fires, writing when (its own clock) to
-	# data/killed-at/K; dom0 writes go-kill once the survivor is connected.
+	# data/killed-at/K and when the victim had exited (its memory and files
+	# released, the vchan's unmap notifications sent) to data/dead-at/K;
+	# dom0 writes go-kill once the survivor is connected.
 	victim_ucmd() {
-		echo "rm -f /tmp/w; sleep 1000 | $2 >/dev/null 2>/tmp/v & v=\$!; xenstore-watch -n 2 data/go-kill/$1 >/tmp/w 2>&1 & w=\$!; i=0; until [ -s /tmp/w ] || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/armed/$1 1; wait \$w; /usr/local/bin/vchanpeer -kill \$v >/tmp/k; xenstore-write data/killed-at/$1 \$(cut -d' ' -f2 /tmp/k); pkill -x sleep; cat /tmp/v"
+		echo "rm -f /tmp/w; sleep 1000 | $2 >/dev/null 2>/tmp/v & v=\$!; xenstore-watch -n 2 data/go-kill/$1 >/tmp/w 2>&1 & w=\$!; i=0; until [ -s /tmp/w ] || [ \$i -gt 600 ]; do i=\$((i+1)); sleep 0.05; done; xenstore-write data/armed/$1 1; wait \$w; /usr/local/bin/vchanpeer -kill \$v >/tmp/k; xenstore-write data/killed-at/$1 \$(cut -d' ' -f2 /tmp/k); xenstore-write data/dead-at/$1 \$(cut -d' ' -f4 /tmp/k); pkill -x sleep; cat /tmp/v"
 	}
-	# kill_verdict ID CLOSED KILLED OFFSET RTT HOW WHAT: the result of a kill
-	# -9 test whose survivor saw the close at CLOSED (ns, its clock) and whose
-	# victim died at KILLED (ns, the victim domain's clock, OFFSET ns ahead of
-	# the survivor's, measured to ± RTT/2): PASS within 100 ms.
+	# kill_verdict ID CLOSED KILLED DEAD OFFSET RTT HOW WHAT: the result of a
+	# kill -9 test whose survivor saw the close at CLOSED (ns, its clock) and
+	# whose victim was sent SIGKILL at KILLED and had exited at DEAD (ns, the
+	# victim domain's clock, OFFSET ns ahead of the survivor's, measured to
+	# ± RTT/2): PASS if the survivor saw it within 100 ms of the victim's
+	# exit (the exit itself is the victim kernel's work: a Go victim's took
+	# up to ~150 ms in a one-vCPU domU under TCG, docs/XEN-4.20.md), and not
+	# before the kill.
+	usms() { local a=${1#-}; echo "${1%%[0-9]*}$((a / 1000)).$(printf %03d $((a % 1000)))"; } # µs -> ms with 3 decimals
 	kill_verdict() {
-		local id=$1 closed=$2 killed=$3 off=$4 rtt=$5 how=$6 what=$7 lat alat detail
-		if [ -z "$closed" ] || [ -z "$killed" ]; then
-			result "$id" FAIL "$what: closed-at '$closed' killed-at '$killed'"
+		local id=$1 closed=$2 killed=$3 dead=$4 off=$5 rtt=$6 how=$7 what=$8 lat dlat exitms detail
+		if [ -z "$closed" ] || [ -z "$killed" ] || [ -z "$dead" ] || [ "$dead" = 0 ]; then
+			result "$id" FAIL "$what: closed-at '$closed' killed-at '$killed' dead-at '$dead'"
 			return
 		fi
 		lat=$(((closed - (killed - off)) / 1000))
-		alat=${lat#-}
-		detail="$what: the Go survivor saw the close after $((lat / 1000)).$(printf %03d $((alat % 1000))) ms (clocks matched to ± $((rtt / 2000)) µs):$how"
-		if [ $lat -lt 100000 ] && [ $lat -gt $((-rtt / 1000)) ]; then
+		dlat=$(((closed - (dead - off)) / 1000))
+		exitms=$(((dead - killed) / 1000))
+		detail="$what: the Go survivor saw the close $(usms "$dlat") ms after the victim had exited, $(usms "$lat") ms after the kill (the exit took $(usms "$exitms") ms; clocks matched to ± $((rtt / 2000)) µs):$how"
+		if [ $dlat -lt 100000 ] && [ $lat -gt $((-rtt / 1000)) ]; then
 			result "$id" PASS "$detail"
 		else
 			result "$id" FAIL "$detail (limit 100 ms)"
@@ -845,7 +853,8 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 			wait $spid
 			ucmd_wait
 			kill_verdict "$id" "$(awk '/^closed-at/ { print $2 }' "$L/$id.survivor.err")" \
-				"$(xenstore-read "/local/domain/$U/data/killed-at/$K" 2>/dev/null)" "$CLOCK_OFFSET" "$CLOCK_RTT" \
+				"$(xenstore-read "/local/domain/$U/data/killed-at/$K" 2>/dev/null)" \
+				"$(xenstore-read "/local/domain/$U/data/dead-at/$K" 2>/dev/null)" "$CLOCK_OFFSET" "$CLOCK_RTT" \
 				"$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")" \
 				"victim $vrole/$vimpl killed in the domU (rc=$UC_RC), survivor in dom0"
 		done
@@ -981,7 +990,8 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 				N=$n1 ucmd_wait
 				line=$(xenstore-read "/local/domain/$U/data/kclosed/$K" 2>/dev/null)
 				kill_verdict "$id" "$(echo "$line" | awk '{ print $2 }')" \
-					"$(xenstore-read "/local/domain/$U2/data/killed-at/$K" 2>/dev/null)" "$off2" "$rtt2" \
+					"$(xenstore-read "/local/domain/$U2/data/killed-at/$K" 2>/dev/null)" \
+					"$(xenstore-read "/local/domain/$U2/data/dead-at/$K" 2>/dev/null)" "$off2" "$rtt2" \
 					" $(echo "$line" | cut -d' ' -f3-)" \
 					"victim $vrole/$vimpl killed in domU $U2 (rc=$rc2), $kimpl survivor in domU $U (rc=$UC_RC)"
 			done

@@ -1,14 +1,19 @@
-//go:build !unix
+//go:build !linux
 
 package main
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
-// killProcess kills process pid (no kill(2) here).
-func killProcess(pid int) error {
+// killAndWait kills process pid; without pidfds it cannot tell when the
+// process is gone, so dead is 0.
+func killAndWait(pid int) (killed, dead int64, err error) {
 	p, err := os.FindProcess(pid)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	return p.Kill()
+	killed = time.Now().UnixNano()
+	return killed, 0, p.Kill()
 }

@@ -17,7 +17,7 @@
 // "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
 // EXPECT-BYTES is ignored then. -clock N takes N samples of the peer's wall
 // clock the same way and prints the offset; -kill PID kills a process and
-// prints when (the lab's cross-domain kill test, whose two domains' wall
+// prints when, and when it had exited (the lab's cross-domain kill test, whose two domains' wall
 // clocks differ). -events N times N round trips of a bare event channel
 // between the two domains, with no ring (events.go): the floor under the
 // round trip with spinning off.
@@ -63,7 +63,7 @@ func main() {
 	pings := flag.Int("ping", 0, "echo (server) or time (client) this many 1-byte round trips")
 	spin := flag.Duration("spin", -1, "Conn.SetSpinWait (negative: the library's default)")
 	clock := flag.Int("clock", 0, "serve (server) or take (client) this many samples of the peer's wall clock")
-	kill := flag.Int("kill", 0, "kill -9 this `pid`, print \"killed-at <unix ns>\" and exit")
+	kill := flag.Int("kill", 0, "kill -9 this `pid`, wait until it has exited, print \"killed-at <unix ns> dead-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
 	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
 	scenario := flag.Int("close-after-write", 0, "run the close-after-write scenario this many times (see scenario.go)")
@@ -96,13 +96,14 @@ func main() {
 		return
 	}
 	if *kill > 0 {
-		// The time is taken right before the signal: a shell's date would
-		// be a process start earlier, and busybox's has no nanoseconds.
-		t := time.Now().UnixNano()
-		if err := killProcess(*kill); err != nil {
+		// The kill time is taken right before the signal: a shell's date
+		// would be a process start earlier, and busybox's has no
+		// nanoseconds. The death time is when the process had exited.
+		killed, dead, err := killAndWait(*kill)
+		if err != nil {
 			fatal("kill %d: %v", *kill, err)
 		}
-		fmt.Printf("killed-at %d\n", t)
+		fmt.Printf("killed-at %d dead-at %d\n", killed, dead)
 		return
 	}
 	args := flag.Args()
