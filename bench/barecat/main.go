@@ -49,12 +49,12 @@ const (
 )
 
 type ring struct {
-	mem                     []byte
-	data                    []byte
-	mask                    uint32
-	cons, prod              *uint32
-	readerWaits, writerWait *uint32
-	state                   *uint32
+	mem                      []byte
+	data                     []byte
+	mask                     uint32
+	cons, prod               *uint32
+	readerWaits, writerWaits *uint32
+	state                    *uint32
 }
 
 func word(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
@@ -66,7 +66,7 @@ func mapRing(f *os.File, size int) (*ring, error) {
 	}
 	return &ring{mem: mem, data: mem[header:], mask: uint32(size - 1),
 		cons: word(mem, offCons), prod: word(mem, offProd),
-		readerWaits: word(mem, offReaderWaits), writerWait: word(mem, offWriterWaits),
+		readerWaits: word(mem, offReaderWaits), writerWaits: word(mem, offWriterWaits),
 		state: word(mem, offState)}, nil
 }
 
@@ -118,7 +118,7 @@ func (r *ring) send(in io.Reader) error {
 		for p := buf[:n]; len(p) > 0; {
 			cons := atomic.LoadUint32(r.cons)
 			if prod-cons == size {
-				await(r.cons, cons, r.writerWait, never)
+				await(r.cons, cons, r.writerWaits, never)
 				continue
 			}
 			m := min(int(size-(prod-cons)), len(p), chunk)
@@ -166,7 +166,7 @@ func (r *ring) recv(out io.Writer) error {
 				copy(buf[k+c:k+m], r.data)
 			}
 			cons += uint32(m)
-			publish(r.cons, cons, r.writerWait)
+			publish(r.cons, cons, r.writerWaits)
 			k += m
 		}
 		if _, err := out.Write(buf[:k]); err != nil {

@@ -19,6 +19,8 @@ REF=/usr/local/bin/vchan-ref
 U= # the domU's id, once it runs
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# usms MICROSECONDS: the same in milliseconds with three decimals, sign kept.
+usms() { local a=${1#-}; echo "${1%%[0-9]*}$((a / 1000)).$(printf %03d $((a % 1000)))"; }
 T0=$(now_ms)
 log() { echo "XENLAB-LOG +$((($(now_ms) - T0) / 1000))s $*"; }
 # With C xenstored (a second boot) every id gets "@xenstored".
@@ -284,7 +286,7 @@ killtest() {
 	local how
 	how=$(awk '/^closed-at/ { $1 = ""; $2 = ""; print }' "$L/$id.survivor.err")
 	if [ $lat -lt 100000 ]; then
-		result "$id" PASS "victim $vrole/$vimpl killed, Go survivor saw close after $((lat / 1000)).$(printf %03d $((lat % 1000))) ms:$how"
+		result "$id" PASS "victim $vrole/$vimpl killed, Go survivor saw close after $(usms "$lat") ms:$how"
 	else
 		result "$id" FAIL "victim $vrole/$vimpl killed, Go survivor saw close after $((lat / 1000)) ms (limit 100):$how"
 	fi
@@ -781,7 +783,6 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	# exit (the exit itself is the victim kernel's work: a Go victim's took
 	# up to ~150 ms in a one-vCPU domU under TCG, docs/XEN-4.20.md), and not
 	# before the kill.
-	usms() { local a=${1#-}; echo "${1%%[0-9]*}$((a / 1000)).$(printf %03d $((a % 1000)))"; } # µs -> ms with 3 decimals
 	kill_verdict() {
 		local id=$1 closed=$2 killed=$3 dead=$4 off=$5 rtt=$6 how=$7 what=$8 lat dlat exitms detail
 		if [ -z "$closed" ] || [ -z "$killed" ] || [ -z "$dead" ] || [ "$dead" = 0 ]; then

@@ -17,8 +17,8 @@
 // "rtt-ns <mean>" on stderr; the server echoes N bytes one at a time.
 // EXPECT-BYTES is ignored then. -clock N takes N samples of the peer's wall
 // clock the same way and prints the offset; -kill PID kills a process and
-// prints when, and when it had exited (the lab's cross-domain kill test, whose two domains' wall
-// clocks differ). -events N times N round trips of a bare event channel
+// prints when, and when it had exited (the lab's cross-domain kill test,
+// whose two domains' wall clocks differ). -events N times N round trips of a bare event channel
 // between the two domains, with no ring (events.go): the floor under the
 // round trip with spinning off.
 //
