@@ -261,6 +261,8 @@ fi
 results=$logs/results.txt
 targets=$logs/targets.txt
 : >"$targets"
+bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's bytes per read
+: >"$bulkmed"
 {
 	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
 	echo "platform $platform: Debian $suite, xen $(awk '/^boot xen-hypervisor/ { print $3 }' "$img/manifest.txt"), kernel $(cat "$img/kernel-version"), QEMU $qemu_version ($qemu_cpu, TCG)"
@@ -288,11 +290,11 @@ targets=$logs/targets.txt
 		echo "(data: the receiver's own timing of the bytes after its first read; wall: the whole transfer,"
 		echo " which includes about 1 s of process start-up, connection and checksums)"
 		echo "(medians of the rounds; the data MB/s of each round in brackets)"
-		awk -v targets="$targets" '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
+		awk -v targets="$targets" -v bulkmed="$bulkmed" '/^XENLAB-TPUT/ && $6 ~ /^[0-9]+$/ {
 			key = $3 " ring " $4; k = $2 "|" key; keys[key] = 1
 			nw[k]++; wall[k, nw[k]] = $5 / $6 / 1000
 			d = $7; sub(/x$/, "", d)
-			if (split(d, f, ":") >= 2 && f[1] > 0) { nd[k]++; data[k, nd[k]] = f[2] * 1000 / f[1]; reads[k, nd[k]] = f[3] } }
+			if (split(d, f, ":") >= 2 && f[1] > 0) { nd[k]++; data[k, nd[k]] = f[2] * 1000 / f[1]; reads[k, nd[k]] = f[3]; perread[k, nd[k]] = f[3] ? f[2] / f[3] : 0 } }
 			function median(arr, k, m,   i, j, t, a) {
 				for (i = 1; i <= m; i++) a[i] = arr[k, i]
 				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -317,6 +319,8 @@ targets=$logs/targets.txt
 								median(wall, k, nw[k]), ratio(median(wall, k, nw[k]), median(wall, c, nw[c])),
 								median(reads, k, nd[k]), rounds(k)
 					}
+					if (nd[c] && nd["go-nospin|" key])
+						print key, median(data, c, nd[c]), median(data, "go-nospin|" key, nd["go-nospin|" key]), median(perread, c, nd[c]) >bulkmed
 					r = ratio(median(data, "go|" key, nd["go|" key]), median(data, c, nd[c]))
 					if (r != "-")
 						printf("  %-48s %6s  %-7s %s\n", "bulk data phase, " key, r, ">= 1.0", (r + 0 >= 1.0) ? "yes" : "no") >>targets
@@ -327,7 +331,7 @@ targets=$logs/targets.txt
 	if grep -q '^XENLAB-RTT' "$logs/console-full.log"; then
 		echo
 		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only; median of the rounds)"
-		awk -v targets="$targets" '/^XENLAB-RTT/ { n[$2]++; v[$2, n[$2]] = $3 }
+		awk -v targets="$targets" -v bulkmed="$bulkmed" '/^XENLAB-RTT/ { n[$2]++; v[$2, n[$2]] = $3 }
 			function median(k,   i, j, t, a, m) {
 				m = n[k]
 				for (i = 1; i <= m; i++) a[i] = v[k, i]
@@ -352,6 +356,23 @@ targets=$logs/targets.txt
 				printf("  %-48s %6.2f  %-7s %s\n", "1-byte round trip, default", median("go") / c, "<= 0.8", (median("go") / c <= 0.8) ? "yes" : "no") >>targets
 			if (c && n["go-nospin"])
 				printf("  %-48s %6.2f  %-7s %s\n", "1-byte round trip, spinning off", median("go-nospin") / c, "<= 1.2", (median("go-nospin") / c <= 1.2) ? "yes" : "no") >>targets
+			# What limits bulk over rings that each read empties: Go and C
+			# alike then take one round trip of events per ring-full, and a
+			# Go program that waits through evtchn.Channel.Wait exchanges
+			# events about as fast as the bare event channel.
+			if (n["events"] && (getline line <bulkmed) > 0) {
+				e = median("events")
+				printf "\nthe bulk that one bare event round trip (%.0f µs, Go) per ring-full allows, where C reads a whole\n", e / 1000
+				printf "ring per wake-up (both then take one round trip of events per ring-full); MB/s of the data phase\n"
+				printf "  %-26s %12s %8s %14s %10s\n", "direction", "allows MB/s", "vs C", "Go no spin", "Go / it"
+				do {
+					split(line, f, " ")
+					if (f[6] < 0.9 * f[3])
+						continue # C reads part of a ring at a time: wake-ups per ring unknown
+					allows = f[3] * 1000 / e
+					printf "  %-26s %12.2f %8.2f %14.2f %10.2f\n", f[1] " ring " f[3], allows, allows / f[4], f[5], f[5] / allows
+				} while ((getline line <bulkmed) > 0)
+			}
 		}' "$logs/console-full.log"
 	fi
 	if [ -s "$targets" ]; then
