@@ -383,19 +383,20 @@ bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's byte
 	fi
 	if grep -q '^XENLAB-COUNT' "$logs/console-full.log"; then
 		echo
-		echo "counts (item n): per MiB of a 4 MiB transfer dom0 -> domU over 64 KiB rings (bulk), per 1-byte round trip (rtt);"
+		echo "counts (item n): per MiB of a 4 MiB transfer dom0 -> domU over 64 KiB rings (bulk) and 1 MiB rings (bulk1M),"
+		echo "per 1-byte round trip (rtt);"
 		echo "switches and CPU from wait4's rusage;"
 		echo "system calls of the dom0 side, counted by strace -c -f in a separate run"
 		awk '/^XENLAB-COUNT/ {
 				kind = $2; impl = $3; side = $4; u = $5
 				for (i = 6; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-				printf "  %-4s %-10s %-5s switches %8.2f   CPU ms %7.3f\n", kind, impl, side,
+				printf "  %-6s %-10s %-5s switches %8.2f   CPU ms %7.3f\n", kind, impl, side,
 					(v["vcsw"] + v["ivcsw"]) / u, (v["user_ms"] + v["sys_ms"]) / u
 			}
 			/^XENLAB-SYSCALLS/ {
 				kind = $2; impl = $3; u = $4; line = ""
 				for (i = 5; i <= NF; i++) { split($i, kv, "="); line = line sprintf(" %s %.2f", kv[1], kv[2] / u) }
-				printf "  %-4s %-10s dom0  syscalls:%s\n", kind, impl, line
+				printf "  %-6s %-10s dom0  syscalls:%s\n", kind, impl, line
 			}' "$logs/console-full.log"
 	fi
 	for run in "bulk:32 MiB dom0 -> domU, 64 KiB rings" "rtt-nospin:1000 round trips, spinning off, client in the domU"; do

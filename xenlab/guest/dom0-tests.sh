@@ -671,7 +671,8 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	### per round trip, for each side: context switches, CPU, the vchan's
 	### event-channel interrupts (procstat), and dom0's system calls
 	### (strace -c -f, in a second, untimed run: strace slows every call).
-	### 4 MiB dom0 -> domU over 64 KiB rings; 1000 round trips.
+	### 4 MiB dom0 -> domU over 64 KiB rings (and 1 MiB, counted only);
+	### 1000 round trips.
 	NB=4194304 NP=1000
 	# count_done KIND IMPL UNITS TRACED RC0 WHAT: reports one counting run.
 	count_done() {
@@ -689,17 +690,25 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 		result "n.$kind-$impl-$traced" PASS "$what, $impl, $([ "$traced" = 1 ] && echo "dom0 side under strace" || echo "both sides under procstat")"
 	}
 	for impl in go go-nospin ref $IMPLS_BASE; do
+		# bulk: 64 KiB rings, counted and traced; bulk1M: 1 MiB rings,
+		# counted only (how many wake-ups a MiB costs when a read no
+		# longer empties the ring).
+		for kind in bulk bulk1M; do
+		ring=65536
+		[ $kind = bulk ] || ring=1048576
 		for traced in 0 1; do
+			[ $kind = bulk ] || [ $traced = 0 ] || continue
 			K=$((K + 1))
 			path=/local/domain/0/data/n$K
-			pre=("$B/procstat" -o "$L/n.bulk.$impl.dom0.$traced")
-			[ $traced = 1 ] && pre=(strace -c -f -o "$L/n.bulk.$impl.strace")
-			timeout -k 2 120 "${pre[@]}" "$(bin "$impl")" server "$U" "$path" 0 65536 <"/tmp/d$NB" >/dev/null 2>"$L/n.bulk.$impl.err" &
+			pre=("$B/procstat" -o "$L/n.$kind.$impl.dom0.$traced")
+			[ $traced = 1 ] && pre=(strace -c -f -o "$L/n.$kind.$impl.strace")
+			timeout -k 2 120 "${pre[@]}" "$(bin "$impl")" server "$U" "$path" 0 $ring <"/tmp/d$NB" >/dev/null 2>"$L/n.$kind.$impl.err" &
 			pid=$!
 			waitnode "$path/ring-ref" 30
 			ucmd "/usr/local/bin/procstat -o /tmp/ps $(ubin "$impl") client 0 $path $NB >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; xenstore-write data/ps/$K \"\$(cat /tmp/ps)\"; exit \$rc" 120
 			wait $pid
-			count_done bulk "$impl" $((NB >> 20)) $traced $? "$((NB >> 20)) MiB dom0 -> domU"
+			count_done $kind "$impl" $((NB >> 20)) $traced $? "$((NB >> 20)) MiB dom0 -> domU, $((ring >> 10)) KiB rings"
+		done
 		done
 		for traced in 0 1; do
 			K=$((K + 1))
