@@ -92,13 +92,34 @@ type notifyArg struct {
 // the ioctls, the reads and the port status query. Writes (the unmasks)
 // and the poller work on any descriptor.
 type sysCalls struct {
-	open       func() (int, error)
-	ioctl      func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
-	read       func(fd int, p []byte) (int, error)
+	open  func() (int, error)
+	ioctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
+	// notify and reset, the ioctls of a bound port, never sleep
+	quickIoctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
+	read       func(fd int, p []byte) (int, error) // on the non-blocking handle
 	portStatus func(port Port) (interdomain bool, err error)
 }
 
-var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, read: unix.Read, portStatus: realPortStatus}
+var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, quickIoctl: xendev.IoctlNoWait, read: readNoWait, portStatus: realPortStatus}
+
+// readNoWait and writeNoWait are read and write on the handle, which never
+// sleep in the kernel (it is non-blocking: an empty read fails with EAGAIN),
+// made without telling the runtime, for the reason xendev.IoctlNoWait gives.
+func readNoWait(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func writeNoWait(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
 
 // openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
 // non-blocking, so that it joins the runtime poller (docs/PROTOCOL.md §12).
@@ -391,7 +412,7 @@ func (c *channel) take(fd int) (taken bool, err error) {
 			// The ring overflowed, which one port cannot do; survive it
 			// anyway: RESET clears the error, and the port, whose event
 			// was dropped, is unmasked and reported.
-			if _, err := c.sys.ioctl(fd, ioctlReset, nil); err != nil {
+			if _, err := c.sys.quickIoctl(fd, ioctlReset, nil); err != nil {
 				return true, c.fail(fmt.Errorf("evtchn: reset after overflow: %w", err))
 			}
 			return true, c.unmask(fd)
@@ -408,7 +429,7 @@ func (c *channel) take(fd int) (taken bool, err error) {
 // again, so a failure is sticky: every later Wait reports it.
 func (c *channel) unmask(fd int) error {
 	for {
-		_, err := unix.Write(fd, c.portBytes[:])
+		_, err := writeNoWait(fd, c.portBytes[:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -451,7 +472,7 @@ func (c *channel) Notify() error {
 	if c.closed {
 		return ErrClosed
 	}
-	if _, err := c.sys.ioctl(c.fd, ioctlNotify, unsafe.Pointer(&c.notify)); err != nil {
+	if _, err := c.sys.quickIoctl(c.fd, ioctlNotify, unsafe.Pointer(&c.notify)); err != nil {
 		return notifyError(c.port, err)
 	}
 	return nil

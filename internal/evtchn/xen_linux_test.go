@@ -57,7 +57,7 @@ func newFake(t *testing.T) (*fakeDev, Device) {
 }
 
 func (f *fakeDev) sys() sysCalls {
-	return sysCalls{open: f.open, ioctl: f.ioctl, read: f.read, portStatus: f.portStatus}
+	return sysCalls{open: f.open, ioctl: f.ioctl, quickIoctl: f.ioctl, read: f.read, portStatus: f.portStatus}
 }
 
 func (f *fakeDev) portStatus(Port) (bool, error) {
@@ -610,7 +610,7 @@ func TestNotifyDoesNotAllocate(t *testing.T) {
 	sys := f.sys()
 	var notified atomic.Int32
 	var port atomic.Uint32
-	sys.ioctl = func(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
+	sys.quickIoctl = func(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 		if req != ioctlNotify {
 			return f.ioctl(fd, req, arg)
 		}
