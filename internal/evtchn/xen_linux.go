@@ -94,7 +94,8 @@ type notifyArg struct {
 type sysCalls struct {
 	open  func() (int, error)
 	ioctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
-	// notify and reset, the ioctls of a bound port, never sleep
+	// quickIoctl makes the ioctls of a bound port (notify, reset), which
+	// never wait in the kernel.
 	quickIoctl func(fd int, req uintptr, arg unsafe.Pointer) (int, error)
 	read       func(fd int, p []byte) (int, error) // on the non-blocking handle
 	portStatus func(port Port) (interdomain bool, err error)
@@ -103,8 +104,9 @@ type sysCalls struct {
 var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, quickIoctl: xendev.IoctlNoWait, read: readNoWait, portStatus: realPortStatus}
 
 // readNoWait and writeNoWait are read and write on the handle, which never
-// sleep in the kernel (it is non-blocking: an empty read fails with EAGAIN),
-// made without telling the runtime, for the reason xendev.IoctlNoWait gives.
+// wait in the kernel (it is non-blocking: an empty read fails with EAGAIN;
+// a write unmasks ports), made without telling the runtime, for the reason
+// xendev.IoctlNoWait gives.
 func readNoWait(fd int, p []byte) (int, error) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {

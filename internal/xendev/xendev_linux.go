@@ -52,12 +52,13 @@ func Ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	}
 }
 
-// IoctlNoWait is Ioctl for a request that never sleeps in the kernel (an
+// IoctlNoWait is Ioctl for a request that never waits in the kernel (an
 // event-channel notify: one hypercall). It does not tell the runtime that
 // the thread is in a system call: on Xen PV under emulation even such a
-// call can take a tick of the runtime's monitor thread, which then hands
-// the goroutine's P to another thread, a futex wake-up and a scheduler
-// pass for a call that was never going to block (docs/PERFORMANCE.md).
+// call outlasts two ticks of the runtime's monitor thread, which then
+// hands the goroutine's P to another thread (with one P, always), a futex
+// wake-up and a scheduler pass for a call that was never going to block
+// (docs/PERFORMANCE.md, "Calls that never wait").
 func IoctlNoWait(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	for {
 		r, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
