@@ -107,16 +107,11 @@ var realSys = sysCalls{open: openDevice, ioctl: xendev.Ioctl, quickIoctl: xendev
 // wait in the kernel (it is non-blocking: an empty read fails with EAGAIN;
 // a write unmasks ports), made without telling the runtime, for the reason
 // xendev.IoctlNoWait gives.
-func readNoWait(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+func readNoWait(fd int, p []byte) (int, error)  { return ioNoWait(unix.SYS_READ, fd, p) }
+func writeNoWait(fd int, p []byte) (int, error) { return ioNoWait(unix.SYS_WRITE, fd, p) }
 
-func writeNoWait(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+func ioNoWait(trap uintptr, fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}

@@ -42,13 +42,9 @@ func IOCNone(typ byte, nr byte, size uintptr) uintptr {
 func Ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	for {
 		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch e {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
+		if e != unix.EINTR {
+			return ioctlResult(r, e)
 		}
-		return -1, e
 	}
 }
 
@@ -62,14 +58,19 @@ func Ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 func IoctlNoWait(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 	for {
 		r, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch e {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
+		if e != unix.EINTR {
+			return ioctlResult(r, e)
 		}
+	}
+}
+
+// ioctlResult is what Ioctl and IoctlNoWait return for a call that was
+// not interrupted.
+func ioctlResult(r uintptr, e unix.Errno) (int, error) {
+	if e != 0 {
 		return -1, e
 	}
+	return int(r), nil
 }
 
 // Device names a Xen device node and the kernel module that serves it, for
