@@ -327,6 +327,29 @@ bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's byte
 				}
 			}' "$logs/console-full.log" | sort -s -k1,3
 		awk '/^XENLAB-COPY/ { printf "  memory copy in 16 KiB chunks, %s: %s MB/s\n", $2 == "ref" ? "C memcpy" : "Go copy", $4 }' "$logs/console-full.log"
+		# n.dd: a file copied to a file in 64 KiB reads and writes, no vchan.
+		awk '/^XENLAB-DD/ && $4 > 0 { k = $2 " " $3; n[k]++; v[k, n[k]] = $4 }
+			function median(k,   i, j, t, a, m) {
+				m = n[k]
+				for (i = 1; i <= m; i++) a[i] = v[k, i]
+				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+				return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+			}
+			END {
+				if (length(n) == 0) exit
+				print "  a file copied to a file in 64 KiB reads and writes, no vchan (n.dd; medians, ms):"
+				split("dom0 domU", side, " ")
+				for (s = 1; s <= 2; s++) {
+					c = median(side[s] " ref")
+					line = sprintf("    %-5s C dd %.1f", side[s], c / 1e6)
+					split("go go-p2", impl, " ")
+					for (i = 1; i <= 2; i++) if (n[side[s] " " impl[i]] > 0) {
+						g = median(side[s] " " impl[i])
+						line = line sprintf(", %s %.1f (%.2fx C)", impl[i] == "go" ? "Go" : "Go GOMAXPROCS=2", g / 1e6, c > 0 ? g / c : 0)
+					}
+					print line
+				}
+			}' "$logs/console-full.log"
 	fi
 	if grep -q '^XENLAB-RTT' "$logs/console-full.log"; then
 		echo

@@ -626,6 +626,29 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	for impl in go ref; do
 		echo "XENLAB-COPY $impl dom0 $("$(bin $impl)" -copy 64 2>&1 | sed -n 's/^copy-mbs //p')"
 	done
+	# n.dd (PLAN=perf): the receiver's and the sender's own system calls
+	# without a vchan: TPUT_BYTES copied from a file to a file in 64 KiB
+	# reads and writes by Go (vchanpeer -dd; go-p2 with GOMAXPROCS=2) and
+	# by C (coreutils dd bs=64k), in dom0 and in the one-vCPU domU,
+	# ROUNDS rounds interleaved: what the Go runtime's system calls cost
+	# here, whatever a vchan does. "XENLAB-DD SIDE IMPL NS".
+	# dd_ns: the nanoseconds in vchanpeer's or dd's report on stdin.
+	dd_ns() { awk '/^dd-ns / { print $2; exit } / copied, / { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^s(econds)?,?$/) { printf "%.0f\n", $i * 1e9; exit } }'; }
+	timed_only && for round in $(seq "$ROUNDS"); do
+		for impl in go go-p2 ref; do
+			if [ $impl = ref ]; then
+				dd if="/tmp/d$TPUT_BYTES" of=/tmp/o bs=65536 2>/tmp/dd.err
+				echo "XENLAB-DD dom0 $impl $(dd_ns </tmp/dd.err)"
+				ucmd "dd if=/tmp/d$TPUT_BYTES of=/tmp/o bs=65536 2>/tmp/dd; rc=\$?; xenstore-write data/dd \"\$(tail -1 /tmp/dd)\"; exit \$rc" 60
+			else
+				"$(bin $impl)" -dd <"/tmp/d$TPUT_BYTES" >/tmp/o 2>/tmp/dd.err
+				echo "XENLAB-DD dom0 $impl $(dd_ns </tmp/dd.err)"
+				ucmd "$(ubin $impl) -dd </tmp/d$TPUT_BYTES >/tmp/o 2>/tmp/dd; rc=\$?; xenstore-write data/dd \"\$(cat /tmp/dd)\"; exit \$rc" 60
+			fi
+			echo "XENLAB-DD domU $impl $(xenstore-read "/local/domain/$U/data/dd" | dd_ns)"
+			rm -f /tmp/o
+		done
+	done
 	# ROUNDS rounds, the implementations interleaved (the summary takes
 	# the medians): the emulated machine's timing drifts.
 	for round in $(seq "$ROUNDS"); do
@@ -737,27 +760,32 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	# and 1000 round trips with spinning off (rtt-nospin: every wake-up a
 	# blocking wait). The domU's profile comes back to dom0 over vchan-cat;
 	# run.sh prints the top functions of each.
+	# With the perf plan also an execution trace (runtime/trace) of both
+	# ends of a 4 MiB transfer: which thread runs, blocks and wakes when.
 	# profile_pair NAME DOM0-FLAGS DOMU-FLAGS EXPECT-BYTES WHAT: the server
-	# in dom0 (its stdin from STDIN_CMD), the client in the domU.
+	# in dom0 (its stdin from STDIN_CMD), the client in the domU; KIND
+	# pprof (a CPU profile, the default) or trace.
 	profile_pair() {
 		local name=$1 dom0args=$2 domuargs=$3 expect=$4 what=$5 rc0 rc1 rc2
+		local kind=${KIND:-pprof} flag=-cpuprofile
+		[ "$kind" = trace ] && flag=-trace
 		K=$((K + 1))
 		path=/local/domain/0/data/n$K
 		# shellcheck disable=SC2086 # the arguments are words
-		(eval "$STDIN_CMD" | timeout -k 2 120 "$GO" -cpuprofile "$L/n.pprof.$name.dom0" $dom0args server "$U" "$path" 0 65536 >/dev/null 2>"$L/n.profile-$name.err") &
+		(eval "$STDIN_CMD" | timeout -k 2 120 "$GO" $flag "$L/n.$kind.$name.dom0" $dom0args server "$U" "$path" 0 65536 >/dev/null 2>"$L/n.profile-$name.err") &
 		pid=$!
 		waitnode "$path/ring-ref" 30
-		ucmd "/usr/local/bin/vchanpeer -cpuprofile /tmp/pprof $domuargs client 0 $path $expect >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
+		ucmd "/usr/local/bin/vchanpeer $flag /tmp/pprof $domuargs client 0 $path $expect >/dev/null 2>/tmp/e; rc=\$?; cat /tmp/e; exit \$rc" 120
 		wait $pid
 		rc0=$? rc1=$UC_RC
-		timeout -k 2 60 "$B/vchan-cat" -l "$U" pprof-$name >"$L/n.pprof.$name.domU" 2>>"$L/n.profile-$name.err" &
+		timeout -k 2 60 "$B/vchan-cat" -l "$U" pprof-$name >"$L/n.$kind.$name.domU" 2>>"$L/n.profile-$name.err" &
 		pid=$!
 		waitnode "/local/domain/0/data/vchan/$U/pprof-$name/ring-ref" 30
 		ucmd "/usr/local/bin/vchan-cat -t 30s 0 pprof-$name </tmp/pprof" 60
 		wait $pid
 		rc2=$?
-		if [ "$rc0$rc1$rc2$UC_RC" = 0000 ] && [ -s "$L/n.pprof.$name.dom0" ] && [ -s "$L/n.pprof.$name.domU" ]; then
-			result "n.profile-$name" PASS "$what, Go, CPU profiles of both ends ($(stat -c %s "$L/n.pprof.$name.dom0") and $(stat -c %s "$L/n.pprof.$name.domU") bytes)"
+		if [ "$rc0$rc1$rc2$UC_RC" = 0000 ] && [ -s "$L/n.$kind.$name.dom0" ] && [ -s "$L/n.$kind.$name.domU" ]; then
+			result "n.profile-$name" PASS "$what, Go, $kind files of both ends ($(stat -c %s "$L/n.$kind.$name.dom0") and $(stat -c %s "$L/n.$kind.$name.domU") bytes)"
 		else
 			result "n.profile-$name" FAIL "dom0 rc=$rc0 domU rc=$rc1, profile copy dom0 rc=$rc2 domU rc=$UC_RC: $(tail -c 300 "$L/n.profile-$name.err")"
 		fi
@@ -765,6 +793,7 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	NPB=33554432
 	STDIN_CMD="head -c $NPB /dev/zero" profile_pair bulk "" "" $NPB "$((NPB >> 20)) MiB dom0 -> domU"
 	STDIN_CMD="true" profile_pair rtt-nospin "-spin 0 -ping $NP" "-spin 0 -ping $NP" 0 "$NP round trips, spinning off, client in the domU"
+	! timed_only || KIND=trace STDIN_CMD="head -c $NB /dev/zero" profile_pair bulk4m "" "" $NB "$((NB >> 20)) MiB dom0 -> domU"
 
 	fi # faults_only: up to the fault items
 	if timed_only; then

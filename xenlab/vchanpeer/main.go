@@ -32,7 +32,11 @@
 //
 // With -cpuprofile FILE it writes a CPU profile (runtime/pprof, sampled at
 // 1000 Hz) of the transfer or the round trips, from the connection on to
-// the close: where Go's time goes on real Xen (the lab's item n).
+// the close: where Go's time goes on real Xen (the lab's item n). With
+// -trace FILE it writes an execution trace (runtime/trace) of the same
+// span: which thread runs, blocks and wakes when. With -dd it copies stdin
+// to stdout as coreutils dd bs=64k does, no vchan: what the Go runtime's
+// own system calls cost on the machine (the lab's item n.dd).
 package main
 
 import (
@@ -46,6 +50,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,9 +70,11 @@ func main() {
 	clock := flag.Int("clock", 0, "serve (server) or take (client) this many samples of the peer's wall clock")
 	kill := flag.Int("kill", 0, "kill -9 this `pid`, wait until it has exited, print \"killed-at <unix ns> dead-at <unix ns>\" and exit")
 	dialTimeout := flag.Duration("dial-timeout", time.Minute, "how long a client waits for the server")
+	dd := flag.Bool("dd", false, "copy stdin to stdout in 64 KiB reads and writes, no vchan, and print \"dd-ns <ns> <bytes>\"")
 	copyMiB := flag.Int("copy", 0, "copy this many MiB in memory, in the ring's 16 KiB chunks, and print \"copy-mbs <MB/s>\"")
 	scenario := flag.Int("close-after-write", 0, "run the close-after-write scenario this many times (see scenario.go)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the data phase to this `file`")
+	execTrace := flag.String("trace", "", "write an execution trace (runtime/trace) of the data phase to this `file`")
 	events := flag.Int("events", 0, "time this many round trips of a bare event channel, no ring: -events N server|client PEER-DOMID PATH (see events.go)")
 	statusProbe := flag.Bool("status-check", false, "print \"status-check ok\" if this domain may ask Xen for its ports' status, else \"status-check unavailable: <why>\"")
 	flag.Usage = func() {
@@ -89,6 +96,15 @@ func main() {
 		} else {
 			fmt.Println("status-check ok")
 		}
+		return
+	}
+	if *dd {
+		start := time.Now()
+		n, err := io.CopyBuffer(onlyWriter{os.Stdout}, onlyReader{os.Stdin}, make([]byte, copyBuf))
+		if err != nil {
+			fatal("dd: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "dd-ns %d %d\n", time.Since(start).Nanoseconds(), n)
 		return
 	}
 	if *copyMiB > 0 {
@@ -179,7 +195,7 @@ func main() {
 	}
 	r, w := c.RingSizes()
 	fmt.Fprintf(os.Stderr, "vchanpeer: connected %s <-> %s rings read %d write %d\n", c.LocalAddr(), c.RemoteAddr(), r, w)
-	stopProfile := startProfile(*cpuProfile)
+	stopProfile := startProfile(*cpuProfile, *execTrace)
 
 	if *clock > 0 {
 		if err := clockSamples(c, args[0] == "server", *clock); err != nil {
@@ -513,24 +529,46 @@ func clockSamples(c *vchan.Conn, server bool, n int) error {
 // startProfile starts a CPU profile into path (none when path is empty)
 // and returns the function that ends it. The rate is ten times pprof's
 // default: a transfer on the emulated machine lasts a second or two.
-func startProfile(path string) (stop func()) {
-	if path == "" {
-		return func() {}
+func startProfile(cpuPath, tracePath string) (stop func()) {
+	stops := []func(){}
+	if cpuPath != "" {
+		f := create(cpuPath)
+		// SetCPUProfileRate before StartCPUProfile keeps this rate; pprof's
+		// own attempt to set 100 Hz then prints a warning, which is expected.
+		runtime.SetCPUProfileRate(1000)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal("cpu profile: %v", err)
+		}
+		stops = append(stops, pprof.StopCPUProfile, closer(f))
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		fatal("cpu profile: %v", err)
-	}
-	// SetCPUProfileRate before StartCPUProfile keeps this rate; pprof's
-	// own attempt to set 100 Hz then prints a warning, which is expected.
-	runtime.SetCPUProfileRate(1000)
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fatal("cpu profile: %v", err)
+	if tracePath != "" {
+		f := create(tracePath)
+		if err := trace.Start(f); err != nil {
+			fatal("trace: %v", err)
+		}
+		stops = append(stops, trace.Stop, closer(f))
 	}
 	return func() {
-		pprof.StopCPUProfile()
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+// create creates a profile's or a trace's file, or exits.
+func create(path string) *os.File {
+	f, err := os.Create(path)
+	if err != nil {
+		fatal("%v", err)
+	}
+	return f
+}
+
+// closer returns a function that closes f, or exits.
+func closer(f *os.File) func() {
+	return func() {
 		if err := f.Close(); err != nil {
-			fatal("cpu profile: %v", err)
+			fatal("%v", err)
 		}
 	}
 }
