@@ -263,6 +263,7 @@ type channel struct {
 	pollErr  error
 
 	interrupted atomic.Bool           // see Interrupt
+	statusArmed atomic.Bool           // the poller's deadline is a status check's (armPoll)
 	failure     atomic.Pointer[error] // a failed unmask, sticky
 	buf         [64]byte              // for Wait, one goroutine at a time
 
@@ -294,14 +295,12 @@ func (c *channel) Wait(deadline time.Time) error {
 	// A long wait also asks Xen, every statusInterval, whether the remote
 	// end is still bound: nothing else wakes a domU whose peer domain
 	// was destroyed.
-	pollDeadline, ownCheck := deadline, false
-	if !c.noStatus {
-		if at := time.Now().Add(statusInterval); deadline.IsZero() || at.Before(deadline) {
-			pollDeadline, ownCheck = at, true
+	ownCheck := !c.noStatus && deadline.IsZero() && c.statusArmed.Load()
+	if !ownCheck {
+		var err error
+		if ownCheck, err = c.armPoll(deadline); err != nil {
+			return err
 		}
-	}
-	if err := c.file.SetReadDeadline(pollDeadline); err != nil {
-		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	if c.interrupted.Swap(false) {
 		c.clearWake()
@@ -310,6 +309,7 @@ func (c *channel) Wait(deadline time.Time) error {
 	c.pollErr = nil
 	err := c.raw.Read(c.pollTake)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.statusArmed.Store(false)
 		if c.interrupted.Swap(false) {
 			c.clearWake()
 			return nil
@@ -323,6 +323,32 @@ func (c *channel) Wait(deadline time.Time) error {
 		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	return c.pollErr
+}
+
+// armPoll sets the handle's deadline in the runtime poller for a Wait with
+// the caller's deadline (the zero time: none), or the status check's if
+// that comes first, and reports whether it set the status check's. Without
+// a caller's deadline, the status check's stays set for the Waits that
+// follow, until it passes or Interrupt replaces it (statusArmed): setting
+// it reads the clock several times, each a system call under a Xen PV clock
+// without a vDSO, and a connection on one P waits in the poller once for
+// every event (docs/PERFORMANCE.md).
+func (c *channel) armPoll(deadline time.Time) (status bool, err error) {
+	pollDeadline := deadline
+	if !c.noStatus {
+		if at := time.Now().Add(statusInterval); deadline.IsZero() || at.Before(deadline) {
+			pollDeadline, status = at, true
+		}
+	}
+	// An Interrupt between these lines may leave a past deadline marked
+	// as the status check's: the next Wait then ends at once, a spurious
+	// wake-up after one status query, and arms again.
+	c.statusArmed.Store(false)
+	if err := c.file.SetReadDeadline(pollDeadline); err != nil {
+		return false, fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
+	}
+	c.statusArmed.Store(status && deadline.IsZero())
+	return status, nil
 }
 
 // takeFromPoller is Wait's callback for the runtime poller: it takes a
@@ -453,6 +479,7 @@ func (c *channel) failed() error {
 // Interrupt ends the current Wait, or makes the next one return at once.
 func (c *channel) Interrupt() {
 	c.interrupted.Store(true)
+	c.statusArmed.Store(false)
 	if c.waiter != nil {
 		c.waiter.Wake()
 	}

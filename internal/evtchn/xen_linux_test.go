@@ -670,3 +670,69 @@ func TestPollerWaitDoesNotAllocate(t *testing.T) {
 		t.Errorf("the %d Waits read the handle %d times: not every event was taken", runs+1, got)
 	}
 }
+
+// TestStatusDeadlineKept: a Wait without a deadline of its own leaves the
+// status check's deadline set for the Waits that follow, instead of setting
+// it again each time (clock reads that are system calls under a Xen PV
+// clock): in a steady stream of events the status check then still comes
+// once per statusInterval. A Wait with a deadline of its own honours it,
+// and the next one without replaces that deadline.
+func TestStatusDeadlineKept(t *testing.T) {
+	defer func(w, i time.Duration) { blockingWindow, statusInterval = w, i }(blockingWindow, statusInterval)
+	blockingWindow, statusInterval = 0, 20*time.Millisecond // the poller
+	f, d := newFake(t)
+	c, err := d.BindInterdomain(5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer := f.peer(c)
+	expectUnmasked(t, peer, c.LocalPort()) // the unmask after binding
+
+	// A stream: an event is pending whenever Wait starts. Set again for
+	// each Wait, the status deadline would never pass.
+	waits, pending := 0, false
+	var b [64]byte
+	for start := time.Now(); f.queries.Load() < 3 && time.Since(start) < waitLimit; waits++ {
+		if !pending {
+			send(t, peer, c.LocalPort())
+			pending = true
+		}
+		if err := c.Wait(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Read(peer, b[:]); err == nil {
+			pending = false // taken and unmasked
+		}
+	}
+	if q := f.queries.Load(); q < 3 || int(q) >= waits {
+		t.Fatalf("%d status queries in %d Waits, each with an event pending: want one per %v", q, waits, statusInterval)
+	}
+	if pending {
+		expectEvent(t, c)
+		unmasked(t, peer)
+	}
+
+	// The caller's own deadline is kept, though a status check's is set.
+	statusInterval = time.Hour // no status query from here on
+	start := time.Now()
+	if err := c.Wait(start.Add(20 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait with a deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond || waited > waitLimit {
+		t.Fatalf("Wait with a 20 ms deadline returned after %v", waited)
+	}
+	// Without one again: the expired deadline is replaced, so the Wait ends
+	// with the event, not at once with a status query.
+	q := f.queries.Load()
+	time.AfterFunc(10*time.Millisecond, func() {
+		_ = unix.Sendto(peer, binary.NativeEndian.AppendUint32(nil, uint32(c.LocalPort())), unix.MSG_NOSIGNAL, nil)
+	})
+	if err := c.Wait(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.queries.Load() != q {
+		t.Fatal("a Wait without a deadline ended at the expired deadline of the Wait before")
+	}
+	expectUnmasked(t, peer, c.LocalPort())
+}
