@@ -294,35 +294,41 @@ func (c *channel) Wait(deadline time.Time) error {
 	}
 	// A long wait also asks Xen, every statusInterval, whether the remote
 	// end is still bound: nothing else wakes a domU whose peer domain
-	// was destroyed.
-	ownCheck := !c.noStatus && deadline.IsZero() && c.statusArmed.Load()
-	if !ownCheck {
-		var err error
-		if ownCheck, err = c.armPoll(deadline); err != nil {
-			return err
+	// was destroyed. While it is (or Xen cannot tell), the wait goes on.
+	for {
+		ownCheck := !c.noStatus && deadline.IsZero() && c.statusArmed.Load()
+		if !ownCheck {
+			var err error
+			if ownCheck, err = c.armPoll(deadline); err != nil {
+				return err
+			}
 		}
-	}
-	if c.interrupted.Swap(false) {
-		c.clearWake()
-		return nil
-	}
-	c.pollErr = nil
-	err := c.raw.Read(c.pollTake)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.statusArmed.Store(false)
 		if c.interrupted.Swap(false) {
 			c.clearWake()
 			return nil
 		}
-		if ownCheck && (deadline.IsZero() || time.Now().Before(deadline)) {
-			return c.checkPeer() // the check's time, not the caller's deadline
+		c.pollErr = nil
+		err := c.raw.Read(c.pollTake)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.statusArmed.Store(false)
+			if c.interrupted.Swap(false) {
+				c.clearWake()
+				return nil
+			}
+			if ownCheck && (deadline.IsZero() || time.Now().Before(deadline)) {
+				// The check's time, not the caller's deadline.
+				if err := c.checkPeer(); err != nil {
+					return err
+				}
+				continue
+			}
+			return os.ErrDeadlineExceeded
 		}
-		return os.ErrDeadlineExceeded
+		if err != nil {
+			return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
+		}
+		return c.pollErr
 	}
-	if err != nil {
-		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
-	}
-	return c.pollErr
 }
 
 // armPoll sets the handle's deadline in the runtime poller for a Wait with
@@ -341,8 +347,8 @@ func (c *channel) armPoll(deadline time.Time) (status bool, err error) {
 		}
 	}
 	// An Interrupt between these lines may leave a past deadline marked
-	// as the status check's: the next Wait then ends at once, a spurious
-	// wake-up after one status query, and arms again.
+	// as the status check's: the next Wait then makes one status query
+	// early and arms again.
 	c.statusArmed.Store(false)
 	if err := c.file.SetReadDeadline(pollDeadline); err != nil {
 		return false, fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
@@ -364,9 +370,8 @@ func (c *channel) takeFromPoller(fd uintptr) bool {
 var statusInterval = time.Second
 
 // checkPeer asks Xen whether the port is still connected. A port that was
-// connected and is no longer is ErrPeerGone. Otherwise it returns nil, a
-// spurious wake-up: the caller re-checks its state and waits again. If Xen
-// cannot be asked, the channel stops asking.
+// connected and is no longer is ErrPeerGone. Otherwise it returns nil, and
+// Wait waits on. If Xen cannot be asked, the channel stops asking.
 func (c *channel) checkPeer() error {
 	bound, err := c.sys.portStatus(c.port)
 	switch {

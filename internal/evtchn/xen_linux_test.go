@@ -541,8 +541,9 @@ func TestBlockingPhase(t *testing.T) {
 // TestPeerGone: a blocked Wait asks Xen every statusInterval whether the
 // port is still connected. A connected port that becomes unbound (the peer's
 // domain was destroyed) ends the Wait with ErrPeerGone; a port never
-// connected yet (a server waiting for its client) does not; and where Xen
-// cannot be asked, Wait stops asking and keeps waiting.
+// connected yet (a server waiting for its client) does not, nor does a
+// connected one: the Wait goes on; and where Xen cannot be asked, Wait stops
+// asking and keeps waiting.
 func TestPeerGone(t *testing.T) {
 	defer func(w, i time.Duration) { blockingWindow, statusInterval = w, i }(blockingWindow, statusInterval)
 	blockingWindow, statusInterval = time.Millisecond, 20*time.Millisecond
@@ -575,27 +576,28 @@ func TestPeerGone(t *testing.T) {
 		t.Fatal("Wait did not notice the remote end going")
 	}
 
-	// A server's port, not connected yet: unbound is its normal state.
+	// A server's port, not connected yet: unbound is its normal state, and
+	// the Wait goes on until its deadline.
 	srv, err := d.BindUnbound(5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	q := fake.queries.Load()
-	for fake.queries.Load() < q+3 {
-		if err := srv.Wait(time.Now().Add(waitLimit)); err != nil {
-			t.Fatalf("Wait on a port not yet connected = %v, want spurious nil returns", err)
-		}
+	if err := srv.Wait(time.Now().Add(20 * statusInterval)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait on a port not yet connected = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if got := fake.queries.Load() - q; got < 2 {
+		t.Errorf("%d status queries in a Wait of %v, want one per %v", got, 20*statusInterval, statusInterval)
 	}
 
 	// Xen refuses: the channel stops asking and waits for its deadline.
 	fake.status.Store(2)
 	q = fake.queries.Load()
-	if err := srv.Wait(time.Now().Add(200 * time.Millisecond)); err != nil {
-		t.Fatalf("Wait when the query is refused = %v, want one spurious nil", err)
-	}
-	if err := srv.Wait(time.Now().Add(200 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Wait after the refusal = %v, want os.ErrDeadlineExceeded", err)
+	for range 2 {
+		if err := srv.Wait(time.Now().Add(200 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Wait when the query is refused = %v, want os.ErrDeadlineExceeded", err)
+		}
 	}
 	if got := fake.queries.Load() - q; got != 1 {
 		t.Errorf("%d queries after a refusal, want 1", got)
