@@ -337,11 +337,11 @@ bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's byte
 			}
 			END {
 				if (length(n) == 0) exit
-				print "  a file copied to a file in 64 KiB reads and writes, no vchan (n.dd; medians, ms):"
+				print "  a file copied to a file in 64 KiB reads and writes, no vchan (n.dd: vchanpeer -dd, vchan-ref -dd; medians, ms):"
 				split("dom0 domU", side, " ")
 				for (s = 1; s <= 2; s++) {
 					c = median(side[s] " ref")
-					line = sprintf("    %-5s C dd %.1f", side[s], c / 1e6)
+					line = sprintf("    %-5s C %.1f", side[s], c / 1e6)
 					split("go go-p2", impl, " ")
 					for (i = 1; i <= 2; i++) if (n[side[s] " " impl[i]] > 0) {
 						g = median(side[s] " " impl[i])

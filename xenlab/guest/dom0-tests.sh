@@ -628,24 +628,16 @@ if timeout 120 xl create /tmp/domu.cfg >"$L/xl-create.txt" 2>&1 && U=$(xl domid 
 	done
 	# n.dd (PLAN=perf): the receiver's and the sender's own system calls
 	# without a vchan: TPUT_BYTES copied from a file to a file in 64 KiB
-	# reads and writes by Go (vchanpeer -dd; go-p2 with GOMAXPROCS=2) and
-	# by C (coreutils dd bs=64k), in dom0 and in the one-vCPU domU,
-	# ROUNDS rounds interleaved: what the Go runtime's system calls cost
-	# here, whatever a vchan does. "XENLAB-DD SIDE IMPL NS".
-	# dd_ns: the nanoseconds in vchanpeer's or dd's report on stdin.
-	dd_ns() { awk '/^dd-ns / { print $2; exit } / copied, / { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^s(econds)?,?$/) { printf "%.0f\n", $i * 1e9; exit } }'; }
+	# reads and writes, timed inside the program, by Go (vchanpeer -dd;
+	# go-p2 with GOMAXPROCS=2) and by C (vchan-ref -dd), in dom0 and in the
+	# one-vCPU domU, ROUNDS rounds interleaved: what the Go runtime's
+	# system calls cost here, whatever a vchan does. "XENLAB-DD SIDE IMPL NS".
 	timed_only && for round in $(seq "$ROUNDS"); do
 		for impl in go go-p2 ref; do
-			if [ $impl = ref ]; then
-				dd if="/tmp/d$TPUT_BYTES" of=/tmp/o bs=65536 2>/tmp/dd.err
-				echo "XENLAB-DD dom0 $impl $(dd_ns </tmp/dd.err)"
-				ucmd "dd if=/tmp/d$TPUT_BYTES of=/tmp/o bs=65536 2>/tmp/dd; rc=\$?; xenstore-write data/dd \"\$(tail -1 /tmp/dd)\"; exit \$rc" 60
-			else
-				"$(bin $impl)" -dd <"/tmp/d$TPUT_BYTES" >/tmp/o 2>/tmp/dd.err
-				echo "XENLAB-DD dom0 $impl $(dd_ns </tmp/dd.err)"
-				ucmd "$(ubin $impl) -dd </tmp/d$TPUT_BYTES >/tmp/o 2>/tmp/dd; rc=\$?; xenstore-write data/dd \"\$(cat /tmp/dd)\"; exit \$rc" 60
-			fi
-			echo "XENLAB-DD domU $impl $(xenstore-read "/local/domain/$U/data/dd" | dd_ns)"
+			"$(bin $impl)" -dd <"/tmp/d$TPUT_BYTES" >/tmp/o 2>/tmp/dd.err
+			echo "XENLAB-DD dom0 $impl $(awk '/^dd-ns / { print $2 }' /tmp/dd.err)"
+			ucmd "$(ubin $impl) -dd </tmp/d$TPUT_BYTES >/tmp/o 2>/tmp/dd; rc=\$?; xenstore-write data/dd \"\$(cat /tmp/dd)\"; exit \$rc" 60
+			echo "XENLAB-DD domU $impl $(xenstore-read "/local/domain/$U/data/dd" | awk '/^dd-ns / { print $2 }')"
 			rm -f /tmp/o
 		done
 	done
