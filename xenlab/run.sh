@@ -262,6 +262,15 @@ results=$logs/results.txt
 targets=$logs/targets.txt
 : >"$targets"
 bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's bytes per read
+# median(k): the median of v[k, 1..n[k]], for the awk programs below that
+# keep their samples that way.
+median_nv='function median(k,   i, j, t, a, m) {
+	m = n[k]
+	for (i = 1; i <= m; i++) a[i] = v[k, i]
+	for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+}
+'
 : >"$bulkmed"
 {
 	echo "xenlab summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(elapsed) s wall, image $(cat "$img/hash"))"
@@ -328,13 +337,7 @@ bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's byte
 			}' "$logs/console-full.log" | sort -s -k1,3
 		awk '/^XENLAB-COPY/ { printf "  memory copy in 16 KiB chunks, %s: %s MB/s\n", $2 == "ref" ? "C memcpy" : "Go copy", $4 }' "$logs/console-full.log"
 		# n.dd: a file copied to a file in 64 KiB reads and writes, no vchan.
-		awk '/^XENLAB-DD/ && $4 > 0 { k = $2 " " $3; n[k]++; v[k, n[k]] = $4 }
-			function median(k,   i, j, t, a, m) {
-				m = n[k]
-				for (i = 1; i <= m; i++) a[i] = v[k, i]
-				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-				return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-			}
+		awk "$median_nv"'/^XENLAB-DD/ && $4 > 0 { k = $2 " " $3; n[k]++; v[k, n[k]] = $4 }
 			END {
 				if (length(n) == 0) exit
 				print "  a file copied to a file in 64 KiB reads and writes, no vchan (n.dd: vchanpeer -dd, vchan-ref -dd; medians, ms):"
@@ -354,13 +357,7 @@ bulkmed=$logs/bulk-medians.txt # direction ring, C and Go-no-spin MB/s, C's byte
 	if grep -q '^XENLAB-RTT' "$logs/console-full.log"; then
 		echo
 		echo "1-byte round trip, client in dom0, server in the domU (TCG: ratios only; median of the rounds)"
-		awk -v targets="$targets" -v bulkmed="$bulkmed" '/^XENLAB-RTT/ { n[$2]++; v[$2, n[$2]] = $3 }
-			function median(k,   i, j, t, a, m) {
-				m = n[k]
-				for (i = 1; i <= m; i++) a[i] = v[k, i]
-				for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-				return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-			}
+		awk -v targets="$targets" -v bulkmed="$bulkmed" "$median_nv"'/^XENLAB-RTT/ { n[$2]++; v[$2, n[$2]] = $3 }
 			function rounds(k,   i, s) {
 				for (i = 1; i <= n[k]; i++) s = s (i > 1 ? " " : "") sprintf("%.0f", v[k, i] / 1000)
 				return s

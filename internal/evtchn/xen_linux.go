@@ -296,7 +296,9 @@ func (c *channel) Wait(deadline time.Time) error {
 	// end is still bound: nothing else wakes a domU whose peer domain
 	// was destroyed. While it is (or Xen cannot tell), the wait goes on.
 	for {
-		ownCheck := !c.noStatus && deadline.IsZero() && c.statusArmed.Load()
+		// statusArmed implies a status check may be asked (noStatus is
+		// set only after the deadline that cleared it).
+		ownCheck := deadline.IsZero() && c.statusArmed.Load()
 		if !ownCheck {
 			var err error
 			if ownCheck, err = c.armPoll(deadline); err != nil {
