@@ -20,7 +20,12 @@
 //   - context switches of every process of a pair, per MiB and per round
 //     trip;
 //   - heap allocations per steady-state Read/Write of the Go peers;
-//   - CPU used by an idle Go peer blocked in Read.
+//   - CPU used by an idle Go peer blocked in Read;
+//   - under the table, each round's bulk figure, with the CPUs the pair's
+//     processes kept busy (from schedstat: 2.00 is both peers running all
+//     the time) and this process's share (it runs the simulator's daemon,
+//     which forwards every event): a median hides a pair that is fast in
+//     some rounds and slow in others.
 //
 // Run it from the repository root, after scripts/setup.sh (which unpacks
 // the Debian packages): scripts/bench.sh does both. The driver runs the
@@ -191,10 +196,12 @@ type pair struct {
 	times    []time.Duration
 	mallocs  int64
 	ops      int64
-	gcs      int64   // garbage collections in the peers during measured commands
-	perRound []int64 // mallocs of each measured round, for the diagnostics
-	switches []int64 // context switches of all the pair's processes, each measured round
-	ring     int     // bulk pairs: the ring size
+	gcs      int64           // garbage collections in the peers during measured commands
+	perRound []int64         // mallocs of each measured round, for the diagnostics
+	switches []int64         // context switches of all the pair's processes, each measured round
+	cpu      []time.Duration // CPU time of the pair's processes, each measured round
+	hostCPU  []time.Duration // and of this process, which runs the simulator's daemon
+	ring     int             // bulk pairs: the ring size
 }
 
 // all is every process of the pair, the idle echo server too.
@@ -209,9 +216,12 @@ func (pr *pair) all() []*proc {
 // records the time.
 func (pr *pair) run(n int64, record bool) error {
 	var switches int64
+	var cpu time.Duration
 	for _, p := range pr.all() {
 		switches -= ctxSwitches(p.cmd.Process.Pid)
+		cpu -= runTime(p.cmd.Process.Pid)
 	}
+	host := -runTime(os.Getpid())
 	start := time.Now()
 	for _, p := range pr.procs {
 		if err := p.send(n); err != nil {
@@ -234,10 +244,14 @@ func (pr *pair) run(n int64, record bool) error {
 	if record {
 		pr.times = append(pr.times, time.Since(start))
 		pr.perRound = append(pr.perRound, m)
+		host += runTime(os.Getpid())
 		for _, p := range pr.all() {
 			switches += ctxSwitches(p.cmd.Process.Pid)
+			cpu += runTime(p.cmd.Process.Pid)
 		}
 		pr.switches = append(pr.switches, switches)
+		pr.cpu = append(pr.cpu, cpu)
+		pr.hostCPU = append(pr.hostCPU, host)
 	}
 	return nil
 }
@@ -582,7 +596,13 @@ func drive(o *opts) error {
 		row("bare "+rl+" ring: two threads, 16 KiB chunks, no protocol (the ceiling for this size)", fmt.Sprintf("%.0f MB/s", bv), "", "", "", "")
 	}
 	if uBulk != nil {
-		row("bulk unix socket pair (two Go processes)", gb(uBulk), perMiB(uBulk), "", "", "")
+		// What the bare ring itself has over the socket on this machine:
+		// the Go↔Go / unix target cannot be met where this is below it.
+		var margins []string
+		for i, ring := range rings {
+			margins = append(margins, fmt.Sprintf("bare %s / unix = %.2f", sizeLabel(ring), mbps(med(bare[i]))/mbps(uBulk.median())))
+		}
+		row("bulk unix socket pair (two Go processes)", gb(uBulk), perMiB(uBulk), strings.Join(margins, ", "), "", "")
 	}
 	row("memmove 64 KiB, one core, in cache (context)", fmt.Sprintf("%.0f MB/s", mm), "", "", "", "")
 	row("memmove 64 MiB, one core, out of cache (context)", fmt.Sprintf("%.0f MB/s", mmBig), "", "", "", "")
@@ -626,6 +646,35 @@ func drive(o *opts) error {
 		row("CPU of an idle Go "+c.name+" peer blocked in Read", fmt.Sprintf("%v per s", per), "",
 			"(clock-tick resolution: 10 ms)", "no busy polling", yes(per <= 20*time.Millisecond))
 	}
+	// Each round's figure under the table: a median hides a bimodal pair.
+	rates := func(t []time.Duration) string {
+		var f []string
+		for _, d := range t {
+			f = append(f, fmt.Sprintf("%.0f", mbps(d)))
+		}
+		return strings.Join(f, " ")
+	}
+	// With each round of a pair, the CPUs its processes kept busy (2.0:
+	// both peers ran all the time) and the simulator's daemon's share.
+	pairRates := func(pr *pair) string {
+		var f []string
+		for i, d := range pr.times {
+			f = append(f, fmt.Sprintf("%.0f (cpu %.2f+%.2f)", mbps(d), pr.cpu[i].Seconds()/d.Seconds(), pr.hostCPU[i].Seconds()/d.Seconds()))
+		}
+		return strings.Join(f, " ")
+	}
+	fmt.Println()
+	for i, ring := range rings {
+		for _, pr := range bulk {
+			if pr.ring == ring {
+				fmt.Printf("rounds, MB/s: %s: %s\n", pr.name, pairRates(pr))
+			}
+		}
+		fmt.Printf("rounds, MB/s: bare %s: %s\n", sizeLabel(ring), rates(bare[i]))
+	}
+	if uBulk != nil {
+		fmt.Printf("rounds, MB/s: unix: %s\n", pairRates(uBulk))
+	}
 	return nil
 }
 
@@ -658,6 +707,27 @@ func ctxSwitches(pid int) int64 {
 }
 
 // cpuTime is the user+system CPU time of a process, from /proc.
+// runTime is the time all threads of a process have run on a CPU
+// (schedstat: nanoseconds, where cpuTime has clock ticks).
+func runTime(pid int) time.Duration {
+	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range dirs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, d.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
