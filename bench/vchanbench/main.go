@@ -646,34 +646,31 @@ func drive(o *opts) error {
 		row("CPU of an idle Go "+c.name+" peer blocked in Read", fmt.Sprintf("%v per s", per), "",
 			"(clock-tick resolution: 10 ms)", "no busy polling", yes(per <= 20*time.Millisecond))
 	}
-	// Each round's figure under the table: a median hides a bimodal pair.
-	rates := func(t []time.Duration) string {
-		var f []string
-		for _, d := range t {
-			f = append(f, fmt.Sprintf("%.0f", mbps(d)))
-		}
-		return strings.Join(f, " ")
-	}
-	// With each round of a pair, the CPUs its processes kept busy (2.0:
+	// Each round's figure under the table (a median hides a bimodal pair);
+	// for a pair (pr not nil) with the CPUs its processes kept busy (2.00:
 	// both peers ran all the time) and the simulator's daemon's share.
-	pairRates := func(pr *pair) string {
+	rounds := func(name string, t []time.Duration, pr *pair) {
 		var f []string
-		for i, d := range pr.times {
-			f = append(f, fmt.Sprintf("%.0f (cpu %.2f+%.2f)", mbps(d), pr.cpu[i].Seconds()/d.Seconds(), pr.hostCPU[i].Seconds()/d.Seconds()))
+		for i, d := range t {
+			r := fmt.Sprintf("%.0f", mbps(d))
+			if pr != nil {
+				r += fmt.Sprintf(" (cpu %.2f+%.2f)", pr.cpu[i].Seconds()/d.Seconds(), pr.hostCPU[i].Seconds()/d.Seconds())
+			}
+			f = append(f, r)
 		}
-		return strings.Join(f, " ")
+		fmt.Printf("rounds, MB/s: %s: %s\n", name, strings.Join(f, " "))
 	}
 	fmt.Println()
 	for i, ring := range rings {
 		for _, pr := range bulk {
 			if pr.ring == ring {
-				fmt.Printf("rounds, MB/s: %s: %s\n", pr.name, pairRates(pr))
+				rounds(pr.name, pr.times, pr)
 			}
 		}
-		fmt.Printf("rounds, MB/s: bare %s: %s\n", sizeLabel(ring), rates(bare[i]))
+		rounds("bare "+sizeLabel(ring), bare[i], nil)
 	}
 	if uBulk != nil {
-		fmt.Printf("rounds, MB/s: unix: %s\n", pairRates(uBulk))
+		rounds("unix", uBulk.times, uBulk)
 	}
 	return nil
 }
@@ -706,7 +703,6 @@ func ctxSwitches(pid int) int64 {
 	return n
 }
 
-// cpuTime is the user+system CPU time of a process, from /proc.
 // runTime is the time all threads of a process have run on a CPU
 // (schedstat: nanoseconds, where cpuTime has clock ticks).
 func runTime(pid int) time.Duration {
@@ -728,6 +724,7 @@ func runTime(pid int) time.Duration {
 	return sum
 }
 
+// cpuTime is the user+system CPU time of a process, from /proc.
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
