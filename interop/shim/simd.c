@@ -14,7 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* Reply status codes (proto.go). */
 enum {
@@ -151,7 +151,7 @@ int simd_call(struct simd_conn *c, const uint32_t *req, size_t nreq,
 {
 	static const char *names[] = {"?", "hello", "share", "map", "unmap",
 				      "bind_unbound", "bind_interdomain",
-				      "notify", "unbind", "notify_async"};
+				      "notify", "unbind"};
 	const char *name = req[0] < sizeof(names) / sizeof(names[0]) ? names[req[0]] : "?";
 	int myfds[SIMD_MAX_FDS], n_fds = 0;
 	uint32_t *buf;

@@ -27,8 +27,7 @@ enum {
 	SIMD_BIND_UNBOUND,
 	SIMD_BIND_INTERDOMAIN,
 	SIMD_NOTIFY,
-	SIMD_UNBIND,
-	SIMD_NOTIFY_ASYNC, /* notify without a reply (protocol version 2) */
+	SIMD_UNBIND, /* op 9, notify_async, is retired (protocol version 3) */
 };
 
 /* Unmap notification flags, as in <xen/gntalloc.h>. */
@@ -42,7 +41,7 @@ enum {
 
 struct simd_conn {
 	int ctl;            /* the control socket (SOCK_SEQPACKET) */
-	int ev;             /* the event socket from hello */
+	int ev;             /* the event socket from hello: its hang-up is the daemon's end */
 	uint16_t domid;     /* this process's domain */
 	pthread_mutex_t mu; /* one request outstanding at a time */
 };

@@ -92,6 +92,9 @@ type port struct {
 	holds int
 	// removed is set once the port is no longer in its domain's table.
 	removed bool
+	// forward, if set, is called for every event raised on the port (see
+	// Forward).
+	forward func()
 }
 
 // NewSwitch returns an empty event-channel table.
@@ -207,7 +210,26 @@ func (p *port) raiseLocked() {
 		case q.events <- struct{}{}:
 		default:
 		}
+		if q.forward != nil {
+			q.forward()
+		}
 	}
+}
+
+// Forward makes every event raised on ch's port call f too, under the
+// Switch's lock (so f must be quick and must not call into the Switch),
+// until Forward(ch, nil); once that returns, f is never called again. The
+// cross-process simulator uses it to ring a port's bell in the process that
+// bound it. ch must be a Channel of a Switch.
+func Forward(ch evtchn.Channel, f func()) error {
+	p, ok := ch.(*port)
+	if !ok {
+		return fmt.Errorf("evtsim: Forward: %T is not a simulated channel", ch)
+	}
+	p.sw.mu.Lock()
+	defer p.sw.mu.Unlock()
+	p.forward = f
+	return nil
 }
 
 // device is an evtchn.Device for one domain.

@@ -537,3 +537,48 @@ func TestWaitWithDeadlineDoesNotAllocate(t *testing.T) {
 		t.Errorf("Wait allocates %v times, want 0", allocs)
 	}
 }
+
+func TestForward(t *testing.T) {
+	sw := NewSwitch()
+	a, err := sw.Open(0).BindUnbound(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sw.Open(1).BindInterdomain(0, a.LocalPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rung int
+	if err := Forward(b, func() { rung++ }); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := a.Notify(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Notify(); err != nil { // to a, which forwards nothing
+		t.Fatal(err)
+	}
+	if rung != 3 {
+		t.Errorf("forwarded %d events, want 3 (each, even while one is pending)", rung)
+	}
+	if err := b.Wait(time.Now()); err != nil {
+		t.Errorf("the forwarded events are not pending too: %v", err)
+	}
+	if err := Forward(b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Notify(); err != nil {
+		t.Fatal(err)
+	}
+	if rung != 3 {
+		t.Errorf("an event was forwarded after Forward(nil)")
+	}
+	if err := Forward(otherChannel{}, func() {}); err == nil {
+		t.Error("Forward accepted a channel of another implementation")
+	}
+}
+
+// otherChannel is an evtchn.Channel that is not the Switch's.
+type otherChannel struct{ evtchn.Channel }

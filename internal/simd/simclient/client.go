@@ -37,12 +37,11 @@ type Domain struct {
 
 	// mu guards the fields below.
 	mu     sync.Mutex
-	ports  map[evtchn.Port]*channel // bound channels, each on its own connection
+	ports  map[evtchn.Port]*channel // bound channels
 	xs     []*xsclient.Client
 	lost   error // set once the daemon is gone
 	closed bool
 
-	watched     bool // watchDaemon was started (set before any use)
 	watcherDone chan struct{}
 }
 
@@ -50,18 +49,6 @@ type Domain struct {
 // domid. The daemon creates the domain if it is new; it lives until the
 // last process of the domain closes its Domain or exits.
 func Connect(dir string, domid uint16) (*Domain, error) {
-	d, err := dialDaemon(dir, domid)
-	if err != nil {
-		return nil, err
-	}
-	d.watched = true
-	go d.watchDaemon()
-	return d, nil
-}
-
-// dialDaemon joins the simulator without starting watchDaemon: the caller
-// either starts it or reads the event socket itself.
-func dialDaemon(dir string, domid uint16) (*Domain, error) {
 	if dir == "" {
 		dir = simproto.DefaultDir()
 	}
@@ -104,6 +91,7 @@ func dialDaemon(dir string, domid uint16) (*Domain, error) {
 		return nil, fmt.Errorf("vchan simulator in %s: event socket: %w", dir, err)
 	}
 	d.ev = fc.(*net.UnixConn)
+	go d.watchDaemon()
 	return d, nil
 }
 
@@ -161,19 +149,11 @@ func (d *Domain) Close() error {
 	d.closed = true
 	xs := d.xs
 	d.xs = nil
-	var own []*Domain // the channels' connections: their ports go too
-	for _, c := range d.ports {
-		own = append(own, c.own)
-	}
 	d.mu.Unlock()
-	for _, o := range own {
-		o.Close()
-	}
-	d.ctl.Close()
+	d.ctl.Close() // the daemon unbinds the ports bound through it
+
 	d.ev.Close()
-	if d.watched {
-		<-d.watcherDone
-	}
+	<-d.watcherDone
 	for _, c := range xs {
 		c.Close()
 	}
@@ -290,9 +270,8 @@ func parseRights(oob []byte) []int {
 }
 
 // watchDaemon reads the event socket of the process's connection until
-// EOF, which means the daemon is gone. No port is bound through this
-// connection (every channel has one of its own, see device.bind), so
-// nothing else arrives on it.
+// EOF, which means the daemon is gone; nothing else arrives on it (events
+// ring the ports' bells).
 func (d *Domain) watchDaemon() {
 	defer close(d.watcherDone)
 	var buf [64]byte

@@ -3,9 +3,9 @@
 package simclient
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -38,10 +38,10 @@ func (dv *device) BindInterdomain(remote uint16, remotePort evtchn.Port) (evtchn
 	return dv.bind(simproto.Msg(nil).U32(simproto.OpBindInterdomain, uint32(remote), uint32(remotePort)))
 }
 
-// bind binds a port on a daemon connection of its own, as libxenvchan
-// opens a /dev/xen/evtchn handle per connection: the port's events then
-// arrive on a socket of their own, which the waiting goroutine reads itself
-// (evtchn.Channel.Wait), with no router goroutine in between.
+// bind binds a port through the process's connection. The reply carries
+// the port's two bells (simproto's package comment): the channel waits on
+// in and rings out, so an event goes from process to process without the
+// daemon.
 func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 	dv.mu.Lock()
 	closed := dv.closed
@@ -50,36 +50,22 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 		return nil, fmt.Errorf("vchan simulator: bind in domain %d: device closed: %w", dv.d.domid, evtchn.ErrClosed)
 	}
 	d := dv.d
-	if err := d.usable(); err != nil {
-		return nil, err
-	}
-	own, err := dialDaemon(d.dir, d.domid)
-	if errors.Is(err, ErrNotRunning) {
-		// This process was connected, so the daemon has gone away (its
-		// loss may not have been noticed on the process's connection yet).
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return nil, d.ioErrorLocked("bind", err)
-	}
+	p, fds, err := d.call("bind", req)
 	if err != nil {
 		return nil, err
 	}
-	p, fds, err := own.call("bind", req)
-	if err != nil {
-		own.Close()
-		return nil, err
-	}
-	closeAll(fds)
 	port := evtchn.Port(p.U32())
-	if p.Bad {
-		own.Close()
-		return nil, fmt.Errorf("vchan simulator: bind: bad reply")
+	if p.Bad || len(fds) != 2 {
+		closeAll(fds)
+		return nil, fmt.Errorf("vchan simulator: bind: bad reply (%d descriptors)", len(fds))
 	}
-	c := &channel{d: d, own: own, port: port,
-		notifyReq: simproto.Msg(nil).U32(simproto.OpNotifyAsync, uint32(port))}
+	// The daemon made both non-blocking, so in waits in the poller.
+	c := &channel{d: d, port: port,
+		in:  os.NewFile(uintptr(fds[0]), "vchan-sim-bell-in"),
+		out: os.NewFile(uintptr(fds[1]), "vchan-sim-bell-out")}
 	// The blocking phase of Wait; without it (no descriptor left for the
 	// eventfd) every wait uses the poller.
-	if raw, err := own.ev.SyscallConn(); err == nil {
+	if raw, err := c.in.SyscallConn(); err == nil {
 		if c.waiter, err = blockwait.New(); err == nil {
 			c.raw = raw
 			c.blockStep = c.waitInPpoll
@@ -88,7 +74,7 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || d.lost != nil {
-		c.own.Close()
+		c.closeBells()
 		if d.closed {
 			return nil, d.closedError()
 		}
@@ -112,20 +98,19 @@ func (dv *device) Close() error {
 
 // channel is the client's evtchn.Channel.
 type channel struct {
-	d    *Domain // the process's connection
-	own  *Domain // the channel's own: bind, notify, unbind, its events
+	d    *Domain
 	port evtchn.Port
-	// notifyReq is the notify_async request for the port, built once:
-	// Notify writes it as is (never modified, so concurrent writes are
-	// safe) and allocates nothing.
-	notifyReq simproto.Msg
+	// in is the port's bell (an eventfd): the remote end's process, or
+	// the daemon, adds to it to raise an event; reading it takes the
+	// pending events and unmasks the port. out is the remote end's bell.
+	in, out *os.File
 
 	interrupted atomic.Bool // see Interrupt
-	buf         [64]byte    // for Wait, which one goroutine at a time calls
+	buf         [8]byte     // for Wait, which one goroutine at a time calls
 
 	// The blocking phase of Wait (internal/blockwait) runs blockStep on the
-	// event socket's descriptor; the step's input and results are fields,
-	// so that the method value is made once and no Wait allocates.
+	// bell's descriptor; the step's input and results are fields, so that
+	// the method value is made once and no Wait allocates.
 	waiter    *blockwait.Waiter // nil: every wait uses the poller
 	raw       syscall.RawConn
 	blockStep func(fd uintptr)
@@ -140,35 +125,31 @@ type channel struct {
 // LocalPort is this domain's end of the channel.
 func (c *channel) LocalPort() evtchn.Port { return c.port }
 
-// Wait blocks until the port's event arrives on the channel's own event
-// socket (it then writes the port back to unmask it, as to
-// /dev/xen/evtchn), Interrupt is called, or the deadline passes: first in
-// ppoll for up to blockwait.Window, then in the runtime poller.
+// Wait blocks until the port's bell rings (and takes its events, which
+// unmasks the port, as reading /dev/xen/evtchn and writing the port back
+// does), Interrupt is called, or the deadline passes: first in ppoll for
+// up to blockwait.Window, then in the runtime poller.
 func (c *channel) Wait(deadline time.Time) error {
-	if err := c.lostErr(); err != nil {
+	if err := c.d.usable(); err != nil {
 		return err
 	}
 	if c.interrupted.Swap(false) {
 		c.clearWake()
-		return c.lostErr()
+		return c.d.usable()
 	}
 	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
-	ev := c.own.ev
-	if err := ev.SetReadDeadline(deadline); err != nil {
+	if err := c.in.SetReadDeadline(deadline); err != nil {
 		return c.failed(err)
 	}
 	if c.interrupted.Swap(false) {
 		c.clearWake()
-		return c.lostErr()
+		return c.d.usable()
 	}
-	n, err := ev.Read(c.buf[:])
-	if n >= 4 {
-		if _, err := ev.Write(c.buf[:n&^3]); err != nil {
-			return c.failed(err)
-		}
-		return nil
+	_, err := c.in.Read(c.buf[:])
+	if err == nil {
+		return nil // an eventfd read is all 8 bytes or an error
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.interrupted.Swap(false) {
@@ -176,22 +157,19 @@ func (c *channel) Wait(deadline time.Time) error {
 			// error before it interrupts every channel: report it,
 			// so a waiter never takes the loss for an event.
 			c.clearWake()
-			return c.lostErr()
+			return c.d.usable()
 		}
 		return os.ErrDeadlineExceeded
 	}
-	if n > 0 && err == nil {
-		return nil // a partial port: the daemon never sends one
-	}
-	return c.failed(err) // n == 0: EOF, the daemon is gone
+	return c.failed(err)
 }
 
 // blockingWindow is blockwait.Window; a variable for the tests.
 var blockingWindow = blockwait.Window
 
-// waitBlocking is Wait's first phase: ppoll on the event socket until an
-// event, an Interrupt, the deadline or the end of the window. It reports
-// done false when the wait must go on in the runtime poller.
+// waitBlocking is Wait's first phase: ppoll on the bell until an event, an
+// Interrupt, the deadline or the end of the window. It reports done false
+// when the wait must go on in the runtime poller.
 func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 	if c.waiter == nil || !blockwait.Acquire() {
 		return false, nil
@@ -201,8 +179,7 @@ func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 	if c.window, ok = blockwait.Budget(blockingWindow, deadline); !ok {
 		return false, nil
 	}
-	// Control holds the socket open while the step runs, even if the
-	// daemon's loss closes it meanwhile (that loss also wakes the waiter).
+	// Control holds the bell open while the step runs.
 	if err := c.raw.Control(c.blockStep); err != nil {
 		return false, nil // closed: the poller's path reports why
 	}
@@ -211,7 +188,7 @@ func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 		return false, nil
 	case blockwait.Woken:
 		c.interrupted.Store(false)
-		return true, c.lostErr()
+		return true, c.d.usable()
 	}
 	if c.stepErr != nil {
 		return true, c.failed(c.stepErr)
@@ -219,8 +196,7 @@ func (c *channel) waitBlocking(deadline time.Time) (done bool, err error) {
 	return true, nil
 }
 
-// waitInPpoll is the blocking step: it waits, then reads the event and
-// writes the port back to unmask it.
+// waitInPpoll is the blocking step: it waits, then takes the bell's events.
 func (c *channel) waitInPpoll(fd uintptr) {
 	c.stepRes, c.stepErr = c.waiter.Wait(int(fd), c.window)
 	if c.stepErr != nil {
@@ -230,18 +206,9 @@ func (c *channel) waitInPpoll(fd uintptr) {
 	if c.stepRes != blockwait.Readable {
 		return
 	}
-	n, err := unix.Read(int(fd), c.buf[:])
-	switch {
-	case n >= 4:
-		_, c.stepErr = unix.Write(int(fd), c.buf[:n&^3])
-	case err == unix.EAGAIN || err == unix.EINTR:
-		// Nothing after all: a spurious wake-up, harmless.
-	case n > 0:
-		// A partial port: the daemon never sends one.
-	case err == nil:
-		c.stepErr = io.EOF // the daemon is gone
-	default:
-		c.stepErr = err
+	_, err := unix.Read(int(fd), c.buf[:])
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		c.stepErr = err // EAGAIN: taken already, a spurious wake-up
 	}
 }
 
@@ -259,45 +226,41 @@ func (c *channel) Interrupt() {
 	if c.waiter != nil {
 		c.waiter.Wake()
 	}
-	c.own.ev.SetReadDeadline(aLongTimeAgo)
+	c.in.SetReadDeadline(aLongTimeAgo)
 }
 
 // aLongTimeAgo is a deadline in the past, which wakes a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// failed reports a broken event socket: closed by Close, or the daemon is
-// gone.
+// failed reports a bell that failed: closed by Close, or the connection
+// to the daemon is closed or lost.
 func (c *channel) failed(cause error) error {
-	if err := c.lostErr(); err != nil {
-		return err
-	}
-	o := c.own
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.ioErrorLocked("event", cause)
-}
-
-// Notify sends an event to the remote end, through the daemon: one
-// notify_async message, without waiting for a reply (there is none).
-// It does not take callMu: a message on the SEQPACKET control socket is
-// atomic, and since notify_async has no reply, one slipped between another
-// request and its reply does not disturb that exchange. The daemon handles
-// a connection's requests in order, so the event is raised before a later
-// unbind of the port.
-func (c *channel) Notify() error {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return fmt.Errorf("vchan simulator: notify on port %d of domain %d: %w", c.port, c.d.domid, evtchn.ErrClosed)
-	}
 	if err := c.d.usable(); err != nil {
 		return err
 	}
-	if _, err := c.own.ctl.Write(c.notifyReq); err != nil {
-		c.own.mu.Lock()
-		defer c.own.mu.Unlock()
-		return c.own.ioErrorLocked("notify", err)
+	if errors.Is(cause, os.ErrClosed) {
+		return fmt.Errorf("vchan simulator: port %d of domain %d: %w", c.port, c.d.domid, evtchn.ErrClosed)
+	}
+	return fmt.Errorf("vchan simulator: port %d of domain %d: event: %w", c.port, c.d.domid, cause)
+}
+
+// bellOne is what Notify writes to the remote end's bell: one event.
+var bellOne = func() (b [8]byte) {
+	binary.NativeEndian.PutUint64(b[:], 1)
+	return b
+}()
+
+// Notify raises an event on the remote end: one write(2) to its bell, which
+// wakes the remote's process without the daemon. If the remote end is not
+// bound (yet, or any more), nobody reads the bell, as Xen drops the event;
+// a later binding to this port finds it pending, as Xen marks a freshly
+// bound port. The bell never blocks (a saturated count cannot be reached).
+func (c *channel) Notify() error {
+	if err := c.d.usable(); err != nil {
+		return err
+	}
+	if _, err := c.out.Write(bellOne[:]); err != nil {
+		return c.failed(err)
 	}
 	return nil
 }
@@ -318,24 +281,16 @@ func (c *channel) Close() error {
 		delete(d.ports, c.port)
 	}
 	d.mu.Unlock()
-	_, _, err := c.own.call("unbind", simproto.Msg(nil).U32(simproto.OpUnbind, uint32(c.port)))
-	c.own.Close()
-	if c.waiter != nil {
-		c.waiter.Close()
-	}
+	_, _, err := d.call("unbind", simproto.Msg(nil).U32(simproto.OpUnbind, uint32(c.port)))
+	c.closeBells()
 	return err
 }
 
-// lostErr reports that the daemon is gone: the wake-up every channel gets
-// then is not an event, and Wait fails with this error.
-func (c *channel) lostErr() error {
-	for _, d := range [2]*Domain{c.d, c.own} {
-		d.mu.Lock()
-		lost := d.lost
-		d.mu.Unlock()
-		if lost != nil {
-			return lost
-		}
+// closeBells closes the channel's descriptors.
+func (c *channel) closeBells() {
+	c.in.Close()
+	c.out.Close()
+	if c.waiter != nil {
+		c.waiter.Close()
 	}
-	return nil
 }

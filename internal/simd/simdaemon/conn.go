@@ -3,7 +3,6 @@
 package simdaemon
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -23,7 +22,7 @@ type conn struct {
 	id    int
 	domid uint16
 	uc    *net.UnixConn
-	ev    *net.UnixConn // daemon end of the event socket; nil before hello
+	ev    *net.UnixConn // daemon end of the event socket (closed: the daemon is gone); nil before hello
 
 	// The connection's grant handles, and the regions shared and mapped
 	// through them by number (see grants.go). Only serve's goroutine
@@ -36,8 +35,6 @@ type conn struct {
 	mu    sync.Mutex
 	ports map[uint32]*dport
 	dev   evtchn.Device
-
-	wg sync.WaitGroup // port pumps and the unmask reader
 }
 
 // abort closes the connection's sockets; serve then cleans up.
@@ -85,9 +82,6 @@ func (c *conn) serve() {
 			joined = true
 			_, _, err = c.uc.WriteMsgUnix(reply, unix.UnixRights(evfd), nil)
 			unix.Close(evfd) // the process has its own copy now
-		} else if n >= 4 && binary.NativeEndian.Uint32(buf) == simproto.OpNotifyAsync {
-			c.notifyAsync(buf[:n]) // no reply
-			continue
 		} else {
 			reply, fds = c.handle(buf[:n])
 			var rights []byte
@@ -158,8 +152,6 @@ func (c *conn) hello(b []byte) (simproto.Msg, int, error) {
 	c.ev = fc.(*net.UnixConn)
 	c.dev = c.d.events.Open(c.domid)
 	c.mu.Unlock()
-	c.wg.Add(1)
-	go c.readUnmasks()
 	c.d.logf("conn %d: hello: domain %d", c.id, domid)
 	// The process gets fds[1]; serve closes it once sent.
 	return simproto.Msg(nil).U32(simproto.StOK, simproto.Version), fds[1], nil
@@ -203,15 +195,15 @@ func (c *conn) handle(b []byte) (simproto.Msg, []int) {
 		if p.Bad {
 			break
 		}
-		reply, err = c.bind(func() (evtchn.Channel, error) { return c.dev.BindUnbound(uint16(remote)) })
+		reply, fds, err = c.bind(func() (evtchn.Channel, error) { return c.dev.BindUnbound(uint16(remote)) }, nil)
 	case simproto.OpBindInterdomain:
 		remote, rport := p.U32(), p.U32()
 		if p.Bad {
 			break
 		}
-		reply, err = c.bind(func() (evtchn.Channel, error) {
+		reply, fds, err = c.bind(func() (evtchn.Channel, error) {
 			return c.dev.BindInterdomain(uint16(remote), evtchn.Port(rport))
-		})
+		}, &portKey{uint16(remote), evtchn.Port(rport)})
 	case simproto.OpNotify:
 		port := p.U32()
 		if p.Bad {
@@ -268,13 +260,11 @@ func (c *conn) cleanup() {
 	ev := c.ev
 	c.mu.Unlock()
 	for _, p := range ports {
-		p.halt()
-		_ = p.ch.Close()
+		_ = d.releasePort(p)
 	}
 	if ev != nil {
 		ev.Close()
 	}
-	c.wg.Wait()
 	if c.dev != nil {
 		_ = c.dev.Close()
 	}

@@ -46,6 +46,11 @@ type Daemon struct {
 	connSeq int
 	closed  bool
 
+	// bellMu serialises binding and unbinding, so that a binding to a
+	// port finds its bells; bells holds every bound port's.
+	bellMu sync.Mutex
+	bells  map[portKey]*dport
+
 	wg        sync.WaitGroup // accept loop and connection goroutines
 	xsWG      sync.WaitGroup // xenstore Serve goroutines
 	closeOnce sync.Once
@@ -88,6 +93,7 @@ func Start(cfg Config) (*Daemon, error) {
 		doms:   make(map[uint16]*domain),
 		socks:  make(map[string]uint16),
 		conns:  make(map[*conn]struct{}),
+		bells:  make(map[portKey]*dport),
 	}
 	d.grants = gntsim.NewTable(d.events, cfg.GrantLimit) // <= 0: DefaultGrantLimit
 	if d.logf == nil {

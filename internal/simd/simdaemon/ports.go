@@ -4,98 +4,105 @@ package simdaemon
 
 import (
 	"encoding/binary"
-	"time"
+	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vchan-go/vchan/internal/evtchn"
+	"github.com/vchan-go/vchan/internal/evtchn/evtsim"
 	"github.com/vchan-go/vchan/internal/simd/simproto"
 )
 
-// dport is an event channel port bound through one connection.
+// dport is an event channel port bound through one connection, with its
+// two bells (simproto's package comment): in, which its process waits on,
+// and out, which its process writes to raise an event at the remote end.
+// Both are eventfds, shared with the process and with the remote end's
+// process (the remote's in is this port's out, and the other way round).
+// The daemon keeps its own descriptors of both, which a later binding to
+// this port gets duplicates of.
 type dport struct {
-	ch     evtchn.Channel
-	masked bool          // written to the event socket, not unmasked yet; guarded by conn.mu
-	unmask chan struct{} // capacity 1
-	stop   chan struct{}
-	done   chan struct{} // closed when the port's pump has returned
+	key     portKey
+	ch      evtchn.Channel
+	in, out int
 }
 
-// halt stops the port's pump and waits for it, so that no Wait is in
-// progress when the channel is closed.
-func (p *dport) halt() {
-	close(p.stop)
-	p.ch.Interrupt()
-	<-p.done
+// portKey names a port in the host.
+type portKey struct {
+	domid uint16
+	port  evtchn.Port
 }
 
-// bind binds a port through the connection and starts its pump.
-func (c *conn) bind(bind func() (evtchn.Channel, error)) (simproto.Msg, error) {
+// bellOne is what a write to a bell adds: one event.
+var bellOne = func() (b [8]byte) {
+	binary.NativeEndian.PutUint64(b[:], 1)
+	return b
+}()
+
+// ring raises an event on an eventfd. It never blocks: EAGAIN means the
+// count is saturated, so an event is pending anyway.
+func ring(fd int) {
+	_, _ = unix.Write(fd, bellOne[:])
+}
+
+// bind binds a port through the connection (bind does it in the Switch)
+// and gives it its bells: for a port bound to remote's port, the two bells
+// of that port crossed over; for a new unbound port, two fresh ones.
+func (c *conn) bind(bind func() (evtchn.Channel, error), remote *portKey) (simproto.Msg, []int, error) {
+	d := c.d
+	d.bellMu.Lock()
+	defer d.bellMu.Unlock()
 	ch, err := bind()
 	if err != nil {
-		return nil, err // handle reports it with its status
+		return nil, nil, err // handle reports it with its status
 	}
-	p := &dport{ch: ch, unmask: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	num := uint32(ch.LocalPort())
+	p := &dport{key: portKey{c.domid, ch.LocalPort()}, ch: ch, in: -1, out: -1}
+	var r *dport
+	if remote != nil {
+		r = d.bells[*remote]
+	}
+	if r != nil {
+		p.in, err = unix.FcntlInt(uintptr(r.out), unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil {
+			p.out, err = unix.FcntlInt(uintptr(r.in), unix.F_DUPFD_CLOEXEC, 0)
+		}
+	} else {
+		// Unbound, or bound to a port whose channel was closed but
+		// that is still held for an unmap notification (no bells
+		// left): nothing rings the port's out bell but this process.
+		p.in, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		if err == nil {
+			p.out, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		}
+	}
+	if err == nil {
+		in := p.in
+		err = evtsim.Forward(ch, func() { ring(in) })
+	}
+	if err != nil {
+		p.release()
+		return nil, nil, simproto.Errorf(simproto.StFailed, "vchan-simd: bind: bells: %v", err)
+	}
+	d.bells[p.key] = p
 	c.mu.Lock()
-	c.ports[num] = p
+	c.ports[uint32(p.key.port)] = p
 	c.mu.Unlock()
-	c.wg.Add(1)
-	go c.pump(num, p)
-	c.d.logf("conn %d dom%d: bound port %d", c.id, c.domid, num)
-	return simproto.Msg(nil).U32(simproto.StOK, num), nil
+	c.d.logf("conn %d dom%d: bound port %d", c.id, c.domid, p.key.port)
+	return simproto.Msg(nil).U32(simproto.StOK, uint32(p.key.port)), []int{p.in, p.out}, nil
 }
 
-// pump forwards the events of one port to the event socket with the
-// device's pending-bit semantics: once written, the port is masked until
-// the process writes it back.
-func (c *conn) pump(num uint32, p *dport) {
-	defer c.wg.Done()
-	defer close(p.done)
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], num)
-	for {
-		err := p.ch.Wait(time.Time{})
-		select {
-		case <-p.stop:
-			return
-		default:
-		}
-		if err != nil {
-			c.d.logf("conn %d dom%d: port %d: %v", c.id, c.domid, num, err)
-			return
-		}
-		c.mu.Lock()
-		p.masked = true
-		c.mu.Unlock()
-		if _, err := c.ev.Write(b[:]); err != nil {
-			return // the connection is going away
-		}
-		select {
-		case <-p.unmask:
-		case <-p.stop:
-			return
+// release unbinds the port in the Switch and closes the daemon's bells;
+// d.bellMu must be held. The processes keep theirs: a bell written after
+// its port went away is read by nobody, as Xen drops an event to an
+// unbound port.
+func (p *dport) release() error {
+	_ = evtsim.Forward(p.ch, nil)
+	err := p.ch.Close()
+	for _, fd := range [2]int{p.in, p.out} {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
-}
-
-// readUnmasks reads the ports the process writes back and unmasks them.
-func (c *conn) readUnmasks() {
-	defer c.wg.Done()
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.ev.Read(buf)
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		for i := 0; i+4 <= n; i += 4 {
-			p := c.ports[binary.NativeEndian.Uint32(buf[i:])]
-			if p != nil && p.masked {
-				p.masked = false
-				p.unmask <- struct{}{} // never blocks: one token per masking
-			}
-		}
-		c.mu.Unlock()
-	}
+	return err
 }
 
 // port returns the port num bound through this connection.
@@ -109,6 +116,8 @@ func (c *conn) port(op string, num uint32) (*dport, error) {
 	return p, nil
 }
 
+// notify raises an event on the port's remote end through the Switch,
+// which rings the remote's bell; processes ring it themselves.
 func (c *conn) notify(num uint32) error {
 	p, err := c.port("notify", num)
 	if err != nil {
@@ -120,20 +129,6 @@ func (c *conn) notify(num uint32) error {
 	return nil
 }
 
-// notifyAsync handles a notify_async request: like notify, but the result
-// goes nowhere (there is no reply), so a failure is only logged.
-func (c *conn) notifyAsync(b []byte) {
-	p := simproto.Parser{B: b[4:]}
-	port := p.U32()
-	if p.Bad {
-		c.d.logf("conn %d dom%d: notify_async: request too short (%d bytes)", c.id, c.domid, len(b))
-		return
-	}
-	if err := c.notify(port); err != nil {
-		c.d.logf("conn %d dom%d: notify_async: dropped: %v", c.id, c.domid, err)
-	}
-}
-
 func (c *conn) unbind(num uint32) error {
 	p, err := c.port("unbind", num)
 	if err != nil {
@@ -142,10 +137,22 @@ func (c *conn) unbind(num uint32) error {
 	c.mu.Lock()
 	delete(c.ports, num)
 	c.mu.Unlock()
-	p.halt()
 	c.d.logf("conn %d dom%d: unbind port %d", c.id, c.domid, num)
-	if err := p.ch.Close(); err != nil {
+	if err := c.d.releasePort(p); err != nil {
 		return simproto.Errorf(simproto.StClosed, "vchan-simd: %v", err)
+	}
+	return nil
+}
+
+// releasePort forgets p's bells and releases it.
+func (d *Daemon) releasePort(p *dport) error {
+	d.bellMu.Lock()
+	defer d.bellMu.Unlock()
+	if d.bells[p.key] == p {
+		delete(d.bells, p.key)
+	}
+	if err := p.release(); err != nil {
+		return fmt.Errorf("port %d: %w", p.key.port, err)
 	}
 	return nil
 }

@@ -35,20 +35,13 @@
 //	3 map                    peer, writable, nflags, noffset,      region, nseg,                    one per distinct memfd
 //	                         nport, ref...                         (fdindex, firstpage, npages) × nseg
 //	4 unmap                  region                                -
-//	5 bind_unbound           remote                                port
-//	6 bind_interdomain       remote, remote_port                   port
+//	5 bind_unbound           remote                                port                             bells in, out
+//	6 bind_interdomain       remote, remote_port                   port                             bells in, out
 //	7 notify                 port                                  -
 //	8 unbind                 port                                  -
-//	9 notify_async           port                                  (no reply)
 //
-// notify_async is notify without a reply: the daemon sends no message back,
-// whatever happens, and a notify on a port the connection has not bound is
-// dropped (logged with -v). Requests on one connection are handled in
-// order, so a later request sees its effect. It makes an event channel
-// notify one write(2) for the process instead of a round trip that waits
-// for the daemon to be scheduled; the Go client and the C shim send every
-// notify this way (libxenvchan ignores xenevtchn_notify's result). Version
-// 2 of the protocol added it.
+// Op 9 (notify_async, version 2) is gone: a process rings the remote end's
+// bell itself (below).
 //
 // nflags holds the unmap notification, with the bits of the Linux uapi
 // (UNMAP_NOTIFY_CLEAR_BYTE 1, UNMAP_NOTIFY_SEND_EVENT 2). Status codes: 1
@@ -68,16 +61,23 @@
 //
 // # Events
 //
-// The hello reply carries one end of a SOCK_SEQPACKET socketpair: the
-// event socket. It behaves like /dev/xen/evtchn: the daemon writes the
-// number of a port with a pending event as one native-endian uint32, and
-// then masks the port: it writes that port again only after the process has
-// written the same uint32 back (unmask). Events that arrive meanwhile
-// coalesce into the pending one. So the process side waits as on the real
-// device: a non-blocking descriptor in Go's poller. The Go client binds each
-// port through a connection of its own, as libxenvchan opens a device
-// handle per connection, so the goroutine that waits for a port reads its
-// event socket itself.
+// Every bound port has two bells, eventfds the daemon creates (non-blocking,
+// counting) and passes with the bind reply: in, whose count is the port's
+// pending events, and out, which is the remote end's in. A process waits
+// for its port by polling in and takes the events by reading it, which
+// also unmasks the port (the pending bit and mask of Xen coalesce into the
+// count); it raises an event at the remote end by adding 1 to out. So an
+// event goes from process to process with one write(2), and the daemon is
+// not scheduled for it. The daemon keeps its own descriptors of both bells:
+// a binding to the port gets them crossed over (the binder's in is the
+// port's out), and the events the daemon raises itself (notify, unmap
+// notifications) ring in through the event channel switch. A bell written
+// while nobody is bound to its end is read by nobody, as Xen drops the event;
+// a later binding finds it pending, as Xen marks a freshly bound port.
+// Version 3 of the protocol brought the bells.
+//
+// The event socket of the hello reply carries nothing: its end of file
+// tells the process that the daemon is gone.
 //
 // # Unmap notifications and death
 //
@@ -108,7 +108,7 @@ import (
 )
 
 // Version is the control protocol version hello carries.
-const Version = 2
+const Version = 3
 
 // Requests.
 const (
@@ -120,10 +120,9 @@ const (
 	OpBindInterdomain
 	OpNotify
 	OpUnbind
-	OpNotifyAsync
 )
 
-var opNames = [...]string{"?", "hello", "share", "map", "unmap", "bind_unbound", "bind_interdomain", "notify", "unbind", "notify_async"}
+var opNames = [...]string{"?", "hello", "share", "map", "unmap", "bind_unbound", "bind_interdomain", "notify", "unbind"}
 
 // OpName names a request in messages.
 func OpName(op uint32) string {
