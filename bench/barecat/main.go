@@ -26,6 +26,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/ringcopy"
 )
 
 const (
@@ -123,8 +125,8 @@ func (r *ring) send(in io.Reader) error {
 			}
 			m := min(int(size-(prod-cons)), len(p), chunk)
 			off := prod & r.mask
-			if c := copy(r.data[off:], p[:m]); c < m {
-				copy(r.data, p[c:m])
+			if c := ringcopy.Copy(r.data[off:], p[:m]); c < m {
+				ringcopy.Copy(r.data, p[c:m])
 			}
 			prod += uint32(m)
 			publish(r.prod, prod, r.readerWaits)
@@ -162,8 +164,8 @@ func (r *ring) recv(out io.Writer) error {
 			}
 			m := min(int(prod-cons), len(buf)-k, chunk)
 			off := cons & r.mask
-			if c := copy(buf[k:k+m], r.data[off:]); c < m {
-				copy(buf[k+c:k+m], r.data)
+			if c := ringcopy.Copy(buf[k:k+m], r.data[off:]); c < m {
+				ringcopy.Copy(buf[k+c:k+m], r.data)
 			}
 			cons += uint32(m)
 			publish(r.cons, cons, r.writerWaits)

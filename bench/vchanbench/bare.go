@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vchan-go/vchan/internal/ringcopy"
 )
 
 // bareRing is the reference for what a ring of shared memory can carry on
@@ -64,8 +66,8 @@ func (r *bareRing) run(n int64) time.Duration {
 				}
 				m := min(avail, len(buf)-k, bareChunk)
 				off := pos & r.mask
-				if c := copy(buf[k:k+m], r.data[off:]); c < m {
-					copy(buf[k+c:k+m], r.data)
+				if c := ringcopy.Copy(buf[k:k+m], r.data[off:]); c < m {
+					ringcopy.Copy(buf[k+c:k+m], r.data)
 				}
 				pos += uint32(m)
 				atomic.SwapUint32(r.cons, pos)
@@ -92,8 +94,8 @@ func (r *bareRing) run(n int64) time.Duration {
 			}
 			m := min(free, len(p), bareChunk)
 			off := pos & r.mask
-			if c := copy(r.data[off:], p[:m]); c < m {
-				copy(r.data, p[c:m])
+			if c := ringcopy.Copy(r.data[off:], p[:m]); c < m {
+				ringcopy.Copy(r.data, p[c:m])
 			}
 			pos += uint32(m)
 			atomic.SwapUint32(r.prod, pos)

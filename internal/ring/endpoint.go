@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/vchan-go/vchan/internal/ringcopy"
 )
 
 // Memory ordering (docs/PROTOCOL.md §6, §4).
@@ -259,8 +261,8 @@ func (e *Endpoint) Read(p []byte) (n int, notify bool, err error) {
 	}
 	n = min(avail, len(p))
 	off := e.rdPos & e.rd.mask
-	if c := copy(p[:n], e.rd.data[off:]); c < n {
-		copy(p[c:n], e.rd.data) // the split copy at the wrap
+	if c := ringcopy.Copy(p[:n], e.rd.data[off:]); c < n {
+		ringcopy.Copy(p[c:n], e.rd.data) // the split copy at the wrap
 	}
 	e.rdPos += uint32(n)
 	atomic.SwapUint32(e.rd.cons, e.rdPos) // a full barrier: see the package comment
@@ -276,8 +278,8 @@ func (e *Endpoint) Write(p []byte) (n int, notify bool, err error) {
 	}
 	n = min(space, len(p))
 	off := e.wrPos & e.wr.mask
-	if c := copy(e.wr.data[off:], p[:n]); c < n {
-		copy(e.wr.data, p[c:n])
+	if c := ringcopy.Copy(e.wr.data[off:], p[:n]); c < n {
+		ringcopy.Copy(e.wr.data, p[c:n])
 	}
 	e.wrPos += uint32(n)
 	atomic.SwapUint32(e.wr.prod, e.wrPos) // a full barrier: see the package comment
