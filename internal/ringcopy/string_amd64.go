@@ -4,7 +4,8 @@ package ringcopy
 
 const haveString = true
 
-// moveString copies n bytes from src to dst with REP MOVSB (string_amd64.s).
+// moveQuads copies quads 8-byte words from src to dst with REP MOVSQ
+// (string_amd64.s).
 //
 //go:noescape
-func moveString(dst, src *byte, n uintptr)
+func moveQuads(dst, src *byte, quads uintptr)

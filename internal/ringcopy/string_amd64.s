@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// func moveString(dst, src *byte, n uintptr)
-TEXT ·moveString(SB), NOSPLIT, $0-24
+// func moveQuads(dst, src *byte, quads uintptr)
+TEXT ·moveQuads(SB), NOSPLIT, $0-24
 	MOVQ	dst+0(FP), DI
 	MOVQ	src+8(FP), SI
-	MOVQ	n+16(FP), CX
+	MOVQ	quads+16(FP), CX
 	CLD
-	REP;	MOVSB
+	REP;	MOVSQ
 	RET

@@ -4,4 +4,4 @@ package ringcopy
 
 const haveString = false
 
-func moveString(dst, src *byte, n uintptr) { panic("ringcopy: no string move here") }
+func moveQuads(dst, src *byte, quads uintptr) { panic("ringcopy: no string move here") }
