@@ -21,11 +21,8 @@ const minString = 1024
 // not overlap, and returns that count, like the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if n < minString || !haveString {
+	if n < minString {
 		return copy(dst, src)
 	}
-	q := n &^ 7
-	moveQuads(&dst[0], &src[0], uintptr(q/8))
-	copy(dst[q:n], src[q:n])
-	return n
+	return copyLarge(dst[:n], src[:n])
 }

@@ -3,7 +3,6 @@
 package simclient
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -244,12 +243,6 @@ func (c *channel) failed(cause error) error {
 	return fmt.Errorf("vchan simulator: port %d of domain %d: event: %w", c.port, c.d.domid, cause)
 }
 
-// bellOne is what Notify writes to the remote end's bell: one event.
-var bellOne = func() (b [8]byte) {
-	binary.NativeEndian.PutUint64(b[:], 1)
-	return b
-}()
-
 // Notify raises an event on the remote end: one write(2) to its bell, which
 // wakes the remote's process without the daemon. If the remote end is not
 // bound (yet, or any more), nobody reads the bell, as Xen drops the event;
@@ -259,7 +252,7 @@ func (c *channel) Notify() error {
 	if err := c.d.usable(); err != nil {
 		return err
 	}
-	if _, err := c.out.Write(bellOne[:]); err != nil {
+	if _, err := c.out.Write(simproto.BellRing[:]); err != nil {
 		return c.failed(err)
 	}
 	return nil

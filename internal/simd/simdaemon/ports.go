@@ -3,7 +3,6 @@
 package simdaemon
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -32,16 +31,10 @@ type portKey struct {
 	port  evtchn.Port
 }
 
-// bellOne is what a write to a bell adds: one event.
-var bellOne = func() (b [8]byte) {
-	binary.NativeEndian.PutUint64(b[:], 1)
-	return b
-}()
-
 // ring raises an event on an eventfd. It never blocks: EAGAIN means the
 // count is saturated, so an event is pending anyway.
 func ring(fd int) {
-	_, _ = unix.Write(fd, bellOne[:])
+	_, _ = unix.Write(fd, simproto.BellRing[:])
 }
 
 // bind binds a port through the connection (bind does it in the Switch)

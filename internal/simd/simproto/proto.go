@@ -107,6 +107,12 @@ import (
 	"github.com/vchan-go/vchan/internal/gnt/gntsim"
 )
 
+// BellRing is what a write to a bell adds to its count: one event.
+var BellRing = func() (b [8]byte) {
+	binary.NativeEndian.PutUint64(b[:], 1)
+	return b
+}()
+
 // Version is the control protocol version hello carries.
 const Version = 3
 
