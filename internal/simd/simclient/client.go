@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -43,6 +44,7 @@ type Domain struct {
 	closed bool
 
 	watcherDone chan struct{}
+	evPeek      int // the event socket again, for daemonGone; closed under mu by Close
 }
 
 // Connect joins the simulator in dir (simproto.DefaultDir() if empty) as domain
@@ -83,8 +85,16 @@ func Connect(dir string, domid uint16) (*Domain, error) {
 		ctl.Close()
 		return nil, fmt.Errorf("vchan simulator in %s: bad hello reply (protocol version %d, %d descriptors)", dir, version, len(fds))
 	}
+	// A descriptor of its own for daemonGone's peek, outside the poller.
+	d.evPeek, err = unix.FcntlInt(uintptr(fds[0]), unix.F_DUPFD_CLOEXEC, 0)
 	f := os.NewFile(uintptr(fds[0]), "vchan-sim-evtchn")
-	fc, err := net.FileConn(f) // a non-blocking duplicate in the poller
+	var fc net.Conn
+	if err == nil {
+		fc, err = net.FileConn(f) // a non-blocking duplicate in the poller
+		if err != nil {
+			unix.Close(d.evPeek)
+		}
+	}
 	f.Close()
 	if err != nil {
 		ctl.Close()
@@ -153,6 +163,9 @@ func (d *Domain) Close() error {
 	d.ctl.Close() // the daemon unbinds the ports bound through it
 
 	d.ev.Close()
+	d.mu.Lock()
+	unix.Close(d.evPeek)
+	d.mu.Unlock()
 	<-d.watcherDone
 	for _, c := range xs {
 		c.Close()
@@ -180,6 +193,31 @@ func (d *Domain) usable() error {
 		return d.closedError()
 	}
 	return d.lost
+}
+
+// notifiable is usable for Notify, which reaches the peer without the
+// daemon and so cannot see its loss: it also asks the event socket, without
+// waiting, whether the daemon has closed it (one system call, no
+// allocation), so that a process told of the loss by its peer's close is
+// told of it too, whether or not watchDaemon has run yet.
+func (d *Domain) notifiable() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return d.closedError()
+	}
+	if d.lost != nil {
+		return d.lost
+	}
+	var b byte
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(d.evPeek), uintptr(unsafe.Pointer(&b)), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if n == 0 && errno == 0 { // end of file: the daemon is gone
+		d.lost = d.lostError()
+		d.wakeAllLocked()
+		return d.lost
+	}
+	return nil
 }
 
 // wakeAllLocked wakes every channel: after the daemon is lost their

@@ -249,7 +249,7 @@ func (c *channel) failed(cause error) error {
 // a later binding to this port finds it pending, as Xen marks a freshly
 // bound port. The bell never blocks (a saturated count cannot be reached).
 func (c *channel) Notify() error {
-	if err := c.d.usable(); err != nil {
+	if err := c.d.notifiable(); err != nil {
 		return err
 	}
 	if _, err := c.out.Write(simproto.BellRing[:]); err != nil {
