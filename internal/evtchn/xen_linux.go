@@ -35,7 +35,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -119,7 +118,8 @@ func ioNoWait(trap uintptr, fd int, p []byte) (int, error) {
 }
 
 // openDevice opens a handle of /dev/xen/evtchn as libxenevtchn does, but
-// non-blocking, so that it joins the runtime poller (docs/PROTOCOL.md §12).
+// non-blocking, so that the runtime poller can wait for it (docs/PROTOCOL.md
+// §12).
 func openDevice() (int, error) {
 	return xendev.Open(evtchnDev, unix.O_NONBLOCK)
 }
@@ -215,10 +215,16 @@ func (d *device) bind(req uintptr, arg unsafe.Pointer, explain func(error) error
 		unix.Close(fd)
 		return nil, explain(err)
 	}
-	c := &channel{sys: d.sys, fd: fd, port: Port(port), file: os.NewFile(uintptr(fd), devPath),
+	c := &channel{sys: d.sys, fd: fd, port: Port(port),
 		notify: notifyArg{Port: uint32(port)}, seenBound: req == ioctlBindInterdomain}
 	binary.NativeEndian.PutUint32(c.portBytes[:], uint32(port))
-	if c.raw, err = c.file.SyscallConn(); err != nil {
+	// The handle stays out of the runtime poller, which every event would
+	// wake while Wait blocks in ppoll; a wait in the poller opens the gate
+	// to it (internal/blockwait).
+	if c.file, err = blockwait.Unpolled(fd, devPath); err != nil {
+		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
+	}
+	if c.gate, err = blockwait.NewGate(fd, devPath); err != nil {
 		c.file.Close()
 		return nil, fmt.Errorf("evtchn: port %d: %w", port, err)
 	}
@@ -247,9 +253,9 @@ func (d *device) Close() error {
 // channel implements Channel: one port bound on a handle of its own.
 type channel struct {
 	sys       sysCalls
-	fd        int      // the handle: ioctls while open (under mu)
-	file      *os.File // the same descriptor, in the runtime poller
-	raw       syscall.RawConn
+	fd        int               // the handle: ioctls while open (under mu)
+	file      *os.File          // the same descriptor, not in the runtime poller
+	gate      *blockwait.Gate   // through which the runtime poller sees it
 	waiter    *blockwait.Waiter // the first, blocking phase of Wait; nil if none
 	port      Port
 	portBytes [4]byte // the port as the driver reads and unmasks it
@@ -292,6 +298,10 @@ func (c *channel) Wait(deadline time.Time) error {
 	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
+	if err := c.gate.Open(); err != nil {
+		return fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
+	}
+	defer c.gate.Shut()
 	// A long wait also asks Xen, every statusInterval, whether the remote
 	// end is still bound: nothing else wakes a domU whose peer domain
 	// was destroyed. While it is (or Xen cannot tell), the wait goes on.
@@ -310,7 +320,7 @@ func (c *channel) Wait(deadline time.Time) error {
 			return nil
 		}
 		c.pollErr = nil
-		err := c.raw.Read(c.pollTake)
+		err := c.gate.Wait(c.pollTake)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			c.statusArmed.Store(false)
 			if c.interrupted.Swap(false) {
@@ -352,7 +362,7 @@ func (c *channel) armPoll(deadline time.Time) (status bool, err error) {
 	// as the status check's: the next Wait then makes one status query
 	// early and arms again.
 	c.statusArmed.Store(false)
-	if err := c.file.SetReadDeadline(pollDeadline); err != nil {
+	if err := c.gate.SetDeadline(pollDeadline); err != nil {
 		return false, fmt.Errorf("evtchn: wait on port %d: %w", c.port, err)
 	}
 	c.statusArmed.Store(status && deadline.IsZero())
@@ -490,7 +500,7 @@ func (c *channel) Interrupt() {
 	if c.waiter != nil {
 		c.waiter.Wake()
 	}
-	_ = c.file.SetReadDeadline(aLongTimeAgo) // fails only once closed
+	_ = c.gate.SetDeadline(aLongTimeAgo) // fails only once closed
 }
 
 // aLongTimeAgo is a deadline in the past: it wakes a blocked Wait.
@@ -521,6 +531,7 @@ func (c *channel) Close() error {
 	if c.waiter != nil {
 		c.waiter.Close()
 	}
+	c.gate.Close()
 	if err := c.file.Close(); err != nil {
 		return fmt.Errorf("evtchn: close the handle of port %d: %w", c.port, err)
 	}

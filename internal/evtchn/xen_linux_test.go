@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vchan-go/vchan/internal/testutil/pollcheck"
 	"github.com/vchan-go/vchan/internal/xendev"
 )
 
@@ -682,14 +683,7 @@ func TestPollerWaitDoesNotAllocate(t *testing.T) {
 func TestStatusDeadlineKept(t *testing.T) {
 	defer func(w, i time.Duration) { blockingWindow, statusInterval = w, i }(blockingWindow, statusInterval)
 	blockingWindow, statusInterval = 0, 20*time.Millisecond // the poller
-	f, d := newFake(t)
-	c, err := d.BindInterdomain(5, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer := f.peer(c)
-	expectUnmasked(t, peer, c.LocalPort()) // the unmask after binding
+	f, c, peer := bindInterdomain(t)
 
 	// A stream: an event is pending whenever Wait starts. Set again for
 	// each Wait, the status deadline would never pass.
@@ -737,4 +731,40 @@ func TestStatusDeadlineKept(t *testing.T) {
 		t.Fatal("a Wait without a deadline ended at the expired deadline of the Wait before")
 	}
 	expectUnmasked(t, peer, c.LocalPort())
+}
+
+// TestHandleOutOfPoller: the handle stays out of the runtime poller, which
+// every event would wake while Wait blocks in ppoll. Binding adds a gate
+// (internal/blockwait), which watches the handle only while a Wait is in
+// the poller (with more than one P; with one, every Wait is there).
+func TestHandleOutOfPoller(t *testing.T) {
+	before := pollcheck.Watches(t)
+	_, c, peer := bindInterdomain(t)
+	send(t, peer, c.LocalPort())
+	expectEvent(t, c) // in ppoll, with more than one P
+	unmasked(t, peer)
+	pollcheck.CheckGates(t, "after a Wait", before, 1)
+
+	defer func(w time.Duration) { blockingWindow = w }(blockingWindow)
+	blockingWindow = 0 // straight to the runtime poller
+	send(t, peer, c.LocalPort())
+	expectEvent(t, c)
+	unmasked(t, peer)
+	pollcheck.CheckGates(t, "after a Wait in the poller", before, 1)
+}
+
+// bindInterdomain binds a channel on a fake device, closed at the test's
+// end, and takes the unmask that follows binding; it returns the channel
+// and the test's end of its handle, with the fake.
+func bindInterdomain(t *testing.T) (*fakeDev, *channel, int) {
+	t.Helper()
+	f, d := newFake(t)
+	c, err := d.BindInterdomain(5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	peer := f.peer(c)
+	expectUnmasked(t, peer, c.LocalPort())
+	return f, c.(*channel), peer
 }

@@ -58,17 +58,13 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 		closeAll(fds)
 		return nil, fmt.Errorf("vchan simulator: bind: bad reply (%d descriptors)", len(fds))
 	}
-	// The daemon made both non-blocking, so in waits in the poller.
-	c := &channel{d: d, port: port,
-		in:  os.NewFile(uintptr(fds[0]), "vchan-sim-bell-in"),
-		out: os.NewFile(uintptr(fds[1]), "vchan-sim-bell-out")}
-	// The blocking phase of Wait; without it (no descriptor left for the
-	// eventfd) every wait uses the poller.
-	if raw, err := c.in.SyscallConn(); err == nil {
-		if c.waiter, err = blockwait.New(); err == nil {
-			c.raw = raw
-			c.blockStep = c.waitInPpoll
-		}
+	// The daemon made both bells non-blocking. Neither is in the runtime
+	// poller, which every event would wake while Wait blocks in ppoll and
+	// every Notify would wake through out; a wait in the poller opens the
+	// gate to in (internal/blockwait).
+	c, err := newChannel(d, port, fds)
+	if err != nil {
+		return nil, fmt.Errorf("vchan simulator: bind: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -80,6 +76,33 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 		return nil, d.lost
 	}
 	d.ports[port] = c // for Close and loss of the process's connection
+	return c, nil
+}
+
+// newChannel makes the channel of port over its bells, fds (in, out), which
+// it closes on error.
+func newChannel(d *Domain, port evtchn.Port, fds []int) (*channel, error) {
+	c := &channel{d: d, port: port}
+	var err error
+	if c.out, err = blockwait.Unpolled(fds[1], "vchan-sim-bell-out"); err != nil {
+		unix.Close(fds[0])
+		return nil, err
+	}
+	if c.in, err = blockwait.Unpolled(fds[0], "vchan-sim-bell-in"); err != nil {
+		c.out.Close()
+		return nil, err
+	}
+	if c.gate, err = blockwait.NewGate(fds[0], "vchan-sim-bell-in"); err == nil {
+		c.raw, err = c.in.SyscallConn()
+	}
+	if err != nil {
+		c.closeBells()
+		return nil, err
+	}
+	c.blockStep, c.pollTake = c.waitInPpoll, c.takeFromPoller
+	// The blocking phase of Wait; without it (no descriptor left for the
+	// eventfd) every wait uses the poller.
+	c.waiter, _ = blockwait.New()
 	return c, nil
 }
 
@@ -102,7 +125,9 @@ type channel struct {
 	// in is the port's bell (an eventfd): the remote end's process, or
 	// the daemon, adds to it to raise an event; reading it takes the
 	// pending events and unmasks the port. out is the remote end's bell.
+	// Neither is in the runtime poller: gate lets it see in.
 	in, out *os.File
+	gate    *blockwait.Gate
 
 	interrupted atomic.Bool // see Interrupt
 	buf         [8]byte     // for Wait, which one goroutine at a time calls
@@ -113,6 +138,8 @@ type channel struct {
 	waiter    *blockwait.Waiter // nil: every wait uses the poller
 	raw       syscall.RawConn
 	blockStep func(fd uintptr)
+	pollTake  func(fd uintptr) bool // the poller phase's step
+	pollErr   error
 	window    time.Duration
 	stepRes   blockwait.Result
 	stepErr   error
@@ -139,16 +166,24 @@ func (c *channel) Wait(deadline time.Time) error {
 	if done, err := c.waitBlocking(deadline); done {
 		return err
 	}
-	if err := c.in.SetReadDeadline(deadline); err != nil {
+	if err := c.gate.Open(); err != nil {
+		return c.failed(err)
+	}
+	defer c.gate.Shut()
+	if err := c.gate.SetDeadline(deadline); err != nil {
 		return c.failed(err)
 	}
 	if c.interrupted.Swap(false) {
 		c.clearWake()
 		return c.d.usable()
 	}
-	_, err := c.in.Read(c.buf[:])
+	c.pollErr = nil
+	err := c.gate.Wait(c.pollTake)
 	if err == nil {
-		return nil // an eventfd read is all 8 bytes or an error
+		if c.pollErr != nil {
+			return c.failed(c.pollErr)
+		}
+		return nil
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.interrupted.Swap(false) {
@@ -211,6 +246,24 @@ func (c *channel) waitInPpoll(fd uintptr) {
 	}
 }
 
+// takeFromPoller is the poller phase's step: it takes the bell's events,
+// and reports false (wait on) when there are none.
+func (c *channel) takeFromPoller(fd uintptr) bool {
+	for {
+		_, err := unix.Read(int(fd), c.buf[:])
+		switch err {
+		case nil:
+			return true // an eventfd read is all 8 bytes or an error
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		c.pollErr = err
+		return true
+	}
+}
+
 // clearWake forgets the Interrupt that Wait has just reported, so that the
 // next Wait's blocking phase does not report it again.
 func (c *channel) clearWake() {
@@ -225,7 +278,7 @@ func (c *channel) Interrupt() {
 	if c.waiter != nil {
 		c.waiter.Wake()
 	}
-	c.in.SetReadDeadline(aLongTimeAgo)
+	c.gate.SetDeadline(aLongTimeAgo)
 }
 
 // aLongTimeAgo is a deadline in the past, which wakes a blocked read.
@@ -252,7 +305,9 @@ func (c *channel) Notify() error {
 	if err := c.d.notifiable(); err != nil {
 		return err
 	}
-	if _, err := c.out.Write(simproto.BellRing[:]); err != nil {
+	// EAGAIN: the bell holds the most an eventfd can count, which is
+	// still an event pending.
+	if _, err := c.out.Write(simproto.BellRing[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
 		return c.failed(err)
 	}
 	return nil
@@ -281,6 +336,9 @@ func (c *channel) Close() error {
 
 // closeBells closes the channel's descriptors.
 func (c *channel) closeBells() {
+	if c.gate != nil {
+		c.gate.Close()
+	}
 	c.in.Close()
 	c.out.Close()
 	if c.waiter != nil {

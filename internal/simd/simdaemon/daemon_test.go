@@ -26,6 +26,7 @@ import (
 	"github.com/vchan-go/vchan/internal/simd/simdaemon"
 	"github.com/vchan-go/vchan/internal/simd/simproto"
 	"github.com/vchan-go/vchan/internal/testutil"
+	"github.com/vchan-go/vchan/internal/testutil/pollcheck"
 	"github.com/vchan-go/vchan/internal/xenstore"
 )
 
@@ -410,6 +411,65 @@ func TestEvtchn(t *testing.T) {
 	if got := d.Resources(0).Ports + d.Resources(1).Ports; got != 0 {
 		t.Errorf("%d ports left bound", got)
 	}
+}
+
+// TestEvtchnOutOfPoller: a channel's bells stay out of the runtime poller,
+// which every event would otherwise wake (internal/blockwait): binding adds
+// only a gate, an epoll instance of its own, which watches nothing while no
+// wait is in the poller (with more than one P; with one, every wait is
+// there and the gate stays open). A wait that outlasts the blocking phase
+// waits in the poller through the gate: an event and an Interrupt end it
+// there, and it leaves nothing watched behind.
+func TestEvtchnOutOfPoller(t *testing.T) {
+	d, _ := testutil.StartDaemon(t, simdaemon.Config{})
+	dom0, dom1 := connect(t, d.Dir(), 0), connect(t, d.Dir(), 1)
+	before := pollcheck.Watches(t)
+	a := must[evtchn.Channel](t)(dom0.Evtchn().BindUnbound(1))
+	b := must[evtchn.Channel](t)(dom1.Evtchn().BindInterdomain(0, a.LocalPort()))
+	defer a.Close()
+	defer b.Close()
+	noEvent(b) // a wait through the gate, ended by its deadline
+	pollcheck.CheckGates(t, "after binding", before, 2)
+	for _, end := range []string{"an event", "Interrupt"} {
+		woke := make(chan error, 1)
+		go func() { woke <- b.Wait(time.Time{}) }()
+		waitForFrames(t, "simclient.(*channel).Wait(", "blockwait.(*Gate).Wait(")
+		if end == "an event" {
+			if err := a.Notify(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			b.Interrupt()
+		}
+		select {
+		case err := <-woke:
+			if err != nil {
+				t.Errorf("Wait ended by %s: %v", end, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Wait in the poller not ended by %s", end)
+		}
+	}
+	pollcheck.CheckGates(t, "after the waits", before, 2)
+}
+
+// waitForFrames waits until one goroutine's stack shows all of frames.
+func waitForFrames(t *testing.T, frames ...string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			all := true
+			for _, f := range frames {
+				all = all && strings.Contains(g, f)
+			}
+			if all {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("no goroutine reached %v", frames)
 }
 
 func TestNotRunning(t *testing.T) {
