@@ -16,7 +16,10 @@
 //
 // A blocking wait holds an OS thread, so a Waiter is used for a short window
 // only (the caller moves on to the runtime poller after it), and Acquire
-// bounds how many goroutines of the process wait this way at once.
+// bounds how many goroutines of the process wait this way at once. The
+// descriptor itself stays out of the runtime poller (Unpolled), which would
+// otherwise be woken by each of its events too; a Gate shows it to the
+// poller for the waits that move there.
 //
 // A process with one P (GOMAXPROCS=1, the default on a one-vCPU domain) does
 // not wait this way at all: the blocked goroutine holds the only P, so the
