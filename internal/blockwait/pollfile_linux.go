@@ -30,6 +30,10 @@ import (
 // it is non-blocking at the time, so fd is blocking for the call and
 // non-blocking again after it. The file's RawConn serves Control; its Read,
 // Write and deadlines do not wait. On error fd is closed.
+//
+// The blocking moment holds for every descriptor of fd's open file: use it
+// only where nobody else reads or writes that file meanwhile in a way that
+// could block (another process's read of an eventfd would).
 func Unpolled(fd int, name string) (*os.File, error) {
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)

@@ -82,14 +82,13 @@ func (dv *device) bind(req simproto.Msg) (evtchn.Channel, error) {
 // newChannel makes the channel of port over its bells, fds (in, out), which
 // it closes on error.
 func newChannel(d *Domain, port evtchn.Port, fds []int) (*channel, error) {
-	c := &channel{d: d, port: port}
+	// out stays a bare descriptor: blockwait.Unpolled would make it
+	// blocking for a moment, and it is the remote process's in bell, which
+	// that process may be reading. in is read by this process alone.
+	c := &channel{d: d, port: port, out: fds[1]}
 	var err error
-	if c.out, err = blockwait.Unpolled(fds[1], "vchan-sim-bell-out"); err != nil {
-		unix.Close(fds[0])
-		return nil, err
-	}
 	if c.in, err = blockwait.Unpolled(fds[0], "vchan-sim-bell-in"); err != nil {
-		c.out.Close()
+		unix.Close(c.out)
 		return nil, err
 	}
 	if c.gate, err = blockwait.NewGate(fds[0], "vchan-sim-bell-in"); err == nil {
@@ -124,10 +123,12 @@ type channel struct {
 	port evtchn.Port
 	// in is the port's bell (an eventfd): the remote end's process, or
 	// the daemon, adds to it to raise an event; reading it takes the
-	// pending events and unmasks the port. out is the remote end's bell.
-	// Neither is in the runtime poller: gate lets it see in.
-	in, out *os.File
-	gate    *blockwait.Gate
+	// pending events and unmasks the port. out is the remote end's bell,
+	// written under mu (shared) while the channel is open. Neither is in
+	// the runtime poller: gate lets it see in.
+	in   *os.File
+	out  int
+	gate *blockwait.Gate
 
 	interrupted atomic.Bool // see Interrupt
 	buf         [8]byte     // for Wait, which one goroutine at a time calls
@@ -144,7 +145,7 @@ type channel struct {
 	stepRes   blockwait.Result
 	stepErr   error
 
-	mu     sync.Mutex
+	mu     sync.RWMutex // Notify holds it shared, Close exclusively
 	closed bool
 }
 
@@ -305,12 +306,23 @@ func (c *channel) Notify() error {
 	if err := c.d.notifiable(); err != nil {
 		return err
 	}
-	// EAGAIN: the bell holds the most an eventfd can count, which is
-	// still an event pending.
-	if _, err := c.out.Write(simproto.BellRing[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return c.failed(os.ErrClosed)
+	}
+	for {
+		_, err := unix.Write(c.out, simproto.BellRing[:])
+		switch err {
+		case nil, unix.EAGAIN:
+			// EAGAIN: the bell holds the most an eventfd can count,
+			// which is still an event pending.
+			return nil
+		case unix.EINTR:
+			continue
+		}
 		return c.failed(err)
 	}
-	return nil
 }
 
 // Close unbinds the port; the remote end becomes unbound. A second Close
@@ -340,7 +352,7 @@ func (c *channel) closeBells() {
 		c.gate.Close()
 	}
 	c.in.Close()
-	c.out.Close()
+	unix.Close(c.out)
 	if c.waiter != nil {
 		c.waiter.Close()
 	}
