@@ -5,9 +5,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/vchan-go/vchan/internal/testutil"
 )
 
 // spinConn is the part of a Conn that spin uses.
@@ -147,10 +148,10 @@ func TestIdleReaderDoesNotSpinOnHandedOnWakeups(t *testing.T) {
 	srv.SetSpinWait(0)
 	readDone := make(chan error, 1)
 	go func() { _, err := srv.Read(make([]byte, 1)); readDone <- err }()
-	waitForStack(t, "(*Conn).Read(", "(*Conn).wait(")
+	testutil.WaitForStack(t, "(*Conn).Read(", "(*Conn).wait(")
 	written := make(chan error, 1)
 	go func() { _, err := srv.Write(make([]byte, 1<<20)); written <- err }()
-	waitForStack(t, "(*Conn).Write(", "(*Conn).wait(") // the ring is full: both wait
+	testutil.WaitForStack(t, "(*Conn).Write(", "(*Conn).wait(") // the ring is full: both wait
 	srv.SetSpinWait(time.Hour)
 	if _, err := io.CopyN(io.Discard, cli, 1<<20); err != nil {
 		t.Fatalf("peer read: %v", err)
@@ -158,39 +159,13 @@ func TestIdleReaderDoesNotSpinOnHandedOnWakeups(t *testing.T) {
 	if err := waitErr(t, written); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	spinning := goroutinesWith("(*Conn).spin(")
+	spinning := testutil.GoroutinesWith("(*Conn).spin(")
 	srv.Close()
 	if err := waitErr(t, readDone); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("idle Read at Close = %v, want net.ErrClosed", err)
 	}
 	if len(spinning) > 0 {
 		t.Fatalf("after the transfer the idle reader is spinning:\n%s", spinning[0])
-	}
-}
-
-// goroutinesWith returns the stacks of the goroutines whose stack holds
-// every one of frames.
-func goroutinesWith(frames ...string) []string {
-	var found []string
-	for _, g := range goroutineStacks() {
-		all := true
-		for _, f := range frames {
-			all = all && strings.Contains(g, f)
-		}
-		if all {
-			found = append(found, g)
-		}
-	}
-	return found
-}
-
-// waitForStack waits until some goroutine's stack holds every one of frames.
-func waitForStack(t *testing.T, frames ...string) {
-	t.Helper()
-	for start := time.Now(); len(goroutinesWith(frames...)) == 0; time.Sleep(time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatalf("no goroutine reached %v in a minute", frames)
-		}
 	}
 }
 
@@ -214,7 +189,7 @@ func TestLongSpinWaitSeesPeerClose(t *testing.T) {
 	cli.SetSpinWait(time.Hour)
 	done := make(chan error, 1)
 	go func() { _, err := cli.Read(make([]byte, 1)); done <- err }()
-	waitForStack(t, "(*Conn).Read(", "(*Conn).spin(")
+	testutil.WaitForStack(t, "(*Conn).Read(", "(*Conn).spin(")
 	srv.Close()
 	if err := waitErr(t, done); err != io.EOF {
 		t.Fatalf("Read when the peer closed = %v, want io.EOF", err)

@@ -241,27 +241,31 @@ func (c *channel) waitInPpoll(fd uintptr) {
 	if c.stepRes != blockwait.Readable {
 		return
 	}
-	_, err := unix.Read(int(fd), c.buf[:])
-	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-		c.stepErr = err // EAGAIN: taken already, a spurious wake-up
-	}
+	_, c.stepErr = c.take(int(fd)) // not taken: a spurious wake-up
 }
 
 // takeFromPoller is the poller phase's step: it takes the bell's events,
 // and reports false (wait on) when there are none.
 func (c *channel) takeFromPoller(fd uintptr) bool {
+	taken, err := c.take(int(fd))
+	c.pollErr = err
+	return taken
+}
+
+// take reads the bell's events, which unmasks the port. It reports taken
+// false when there are none (EAGAIN); any error is final for this Wait.
+func (c *channel) take(fd int) (taken bool, err error) {
 	for {
-		_, err := unix.Read(int(fd), c.buf[:])
+		_, err := unix.Read(fd, c.buf[:])
 		switch err {
 		case nil:
-			return true // an eventfd read is all 8 bytes or an error
+			return true, nil // an eventfd read is all 8 bytes or an error
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return false, nil
 		}
-		c.pollErr = err
-		return true
+		return true, err
 	}
 }
 

@@ -433,7 +433,7 @@ func TestEvtchnOutOfPoller(t *testing.T) {
 	for _, end := range []string{"an event", "Interrupt"} {
 		woke := make(chan error, 1)
 		go func() { woke <- b.Wait(time.Time{}) }()
-		waitForFrames(t, "simclient.(*channel).Wait(", "blockwait.(*Gate).Wait(")
+		testutil.WaitForStack(t, "simclient.(*channel).Wait(", "blockwait.(*Gate).Wait(")
 		if end == "an event" {
 			if err := a.Notify(); err != nil {
 				t.Fatal(err)
@@ -451,25 +451,6 @@ func TestEvtchnOutOfPoller(t *testing.T) {
 		}
 	}
 	pollcheck.CheckGates(t, "after the waits", before, 2)
-}
-
-// waitForFrames waits until one goroutine's stack shows all of frames.
-func waitForFrames(t *testing.T, frames ...string) {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			all := true
-			for _, f := range frames {
-				all = all && strings.Contains(g, f)
-			}
-			if all {
-				return
-			}
-		}
-		runtime.Gosched()
-	}
-	t.Fatalf("no goroutine reached %v", frames)
 }
 
 func TestNotRunning(t *testing.T) {
